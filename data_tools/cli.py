@@ -1,0 +1,10 @@
+"""Register the data subcommands of `memberlens`: each module owns the parser of its command."""
+
+import argparse
+
+from data_tools import prepare_cli
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the data_tools subcommands to the `memberlens` parser."""
+    prepare_cli.register(subparsers)

@@ -1,0 +1,1 @@
+"""Face body, training, thresholds, bundles, evaluation and the inference pipeline."""

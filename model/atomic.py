@@ -1,0 +1,40 @@
+"""Write files so that a reader sees the old content or the new one, never half of either."""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """Write `content` to a temporary file beside `path`, flush it to disk, then rename it."""
+    write_with_atomic(path, lambda temp_path: temp_path.write_bytes(content))
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write `value` as indented JSON, atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_with_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Let `write` fill a temporary path beside `path`, then rename it over `path`.
+
+    The temporary file is removed if `write` fails, so no half-written file is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".partial", dir=path.parent
+    )
+    os.close(handle)
+    temp_path = Path(temp_name)
+    try:
+        write(temp_path)
+        with temp_path.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,176 @@
+"""Write and read model bundles: a folder with the manifest, plain-tensor weights and thresholds."""
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from data_tools.errors import BundleLoadError
+from model.atomic import write_json_atomic, write_with_atomic
+from model.face_model import FaceModel, build_face_body
+from model.gallery import Gallery
+from model.thresholds import Thresholds, load_thresholds, save_thresholds
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+FACE_WEIGHTS_FILE = "face_model.safetensors"
+GALLERY_FILE = "gallery.safetensors"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: everything the inference pipeline needs."""
+
+    path: Path
+    manifest: dict[str, Any]
+    roster: list[str]
+    face_model: FaceModel
+    gallery: Gallery
+    thresholds: Thresholds
+
+    @property
+    def name(self) -> str:
+        """Return the bundle's name, as answers report it."""
+        return str(self.manifest["name"])
+
+
+def save_bundle(
+    bundle_dir: Path,
+    *,
+    manifest: dict[str, Any],
+    face_model: FaceModel,
+    gallery: Gallery,
+    thresholds: Thresholds,
+    overwrite: bool = False,
+) -> None:
+    """Write a complete bundle into `bundle_dir`.
+
+    The files are written into a temporary folder beside `bundle_dir`, which is then renamed,
+    so that a reader finds either no bundle, the old one, or the whole new one.
+
+    Raises:
+        BundleLoadError: `bundle_dir` exists and `overwrite` is false.
+    """
+    if bundle_dir.exists() and not overwrite:
+        raise BundleLoadError(f"{bundle_dir} exists; choose another folder or pass --overwrite")
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
+    try:
+        full_manifest = {**manifest, "format_version": BUNDLE_FORMAT_VERSION}
+        write_json_atomic(staging / MANIFEST_FILE, full_manifest)
+        weights = {
+            name: tensor.detach().contiguous() for name, tensor in face_model.state_dict().items()
+        }
+        write_with_atomic(staging / FACE_WEIGHTS_FILE, lambda path: save_file(weights, str(path)))
+        gallery_tensors = {
+            "descriptors": torch.from_numpy(gallery.descriptors.astype(np.float32)),
+            "member_indices": torch.from_numpy(gallery.member_indices.astype(np.int64)),
+        }
+        write_with_atomic(
+            staging / GALLERY_FILE, lambda path: save_file(gallery_tensors, str(path))
+        )
+        save_thresholds(staging, thresholds)
+        _replace_folder(staging, bundle_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("bundle written", extra={"bundle": str(bundle_dir), "name": manifest.get("name")})
+
+
+def load_bundle(bundle_dir: Path) -> Bundle:
+    """Read a bundle and build its face model on the CPU, in eval mode.
+
+    Raises:
+        BundleLoadError: a file is missing or unreadable, or the files disagree with each other.
+    """
+    if not bundle_dir.is_dir():
+        raise BundleLoadError(
+            f"no model bundle at {bundle_dir}; train one with `memberlens train` or pass --bundle"
+        )
+    manifest = read_manifest(bundle_dir)
+    roster = _roster_of(manifest, bundle_dir)
+    face_section = manifest.get("face_model", {})
+    descriptor_size = int(face_section.get("descriptor_size", 128))
+
+    face_model = FaceModel(build_face_body(pretrained=False), descriptor_size, len(roster))
+    weights = _load_tensors(bundle_dir / FACE_WEIGHTS_FILE)
+    try:
+        face_model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise BundleLoadError(
+            f"{bundle_dir / FACE_WEIGHTS_FILE} does not fit the face model of this roster: {err}"
+        ) from err
+    face_model.eval()
+
+    gallery_tensors = _load_tensors(bundle_dir / GALLERY_FILE)
+    try:
+        gallery = Gallery(
+            descriptors=gallery_tensors["descriptors"].numpy().astype(np.float32),
+            member_indices=gallery_tensors["member_indices"].numpy().astype(np.int64),
+            n_members=len(roster),
+        )
+    except KeyError as err:
+        raise BundleLoadError(f"{bundle_dir / GALLERY_FILE} lacks tensor {err}") from err
+
+    thresholds = load_thresholds(bundle_dir, roster)
+    logger.info("bundle loaded", extra={"bundle": manifest.get("name"), "members": len(roster)})
+    return Bundle(bundle_dir, manifest, roster, face_model, gallery, thresholds)
+
+
+def read_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """Read and check a bundle's `manifest.json`.
+
+    Raises:
+        BundleLoadError: the manifest is missing, unreadable, or from another format version.
+    """
+    path = bundle_dir / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BundleLoadError(f"{path} is missing: {bundle_dir} is not a model bundle") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleLoadError(
+            f"{path} is not readable JSON ({err}); the bundle is damaged"
+        ) from err
+    if not isinstance(manifest, dict) or manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleLoadError(
+            f"{path} is not a version {BUNDLE_FORMAT_VERSION} bundle manifest; retrain the bundle"
+        )
+    return manifest
+
+
+def _roster_of(manifest: dict[str, Any], bundle_dir: Path) -> list[str]:
+    roster = manifest.get("roster")
+    if not isinstance(roster, list) or not roster or not all(isinstance(m, str) for m in roster):
+        raise BundleLoadError(f"{bundle_dir / MANIFEST_FILE} has no list of member slugs")
+    return list(roster)
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError as err:
+        raise BundleLoadError(f"{path} is missing; the bundle is incomplete") from err
+    except (OSError, SafetensorError, ValueError) as err:
+        raise BundleLoadError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def _replace_folder(staging: Path, bundle_dir: Path) -> None:
+    if not bundle_dir.exists():
+        staging.rename(bundle_dir)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.old.", dir=bundle_dir.parent))
+    retired.rmdir()
+    bundle_dir.rename(retired)
+    staging.rename(bundle_dir)
+    shutil.rmtree(retired, ignore_errors=True)

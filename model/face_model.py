@@ -1,0 +1,89 @@
+"""The face model: dlib's face-descriptor network as its body and a multilabel head on top."""
+
+import logging
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from model.face_body import DlibFaceBody, load_dlib_face_body
+
+logger = logging.getLogger(__name__)
+
+FACE_ARCHITECTURE = "dlib-resnet29/bn-dropout-linear"
+HEAD_DROPOUT = 0.2
+
+
+class FaceModel(nn.Module):
+    """Map normalised face crops to one logit per member, and to a face descriptor.
+
+    The body maps (N, 3, 150, 150) crops, normalised as dlib does, to (N, D) descriptors;
+    the head maps descriptors to (N, n_members) logits.
+    """
+
+    def __init__(self, body: nn.Module, descriptor_size: int, n_members: int) -> None:
+        """Put a fresh head of `n_members` outputs on `body`."""
+        super().__init__()
+        self.body = body
+        self.head = nn.Sequential(
+            nn.BatchNorm1d(descriptor_size),
+            nn.Dropout(HEAD_DROPOUT),
+            nn.Linear(descriptor_size, n_members),
+        )
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """Return (N, n_members) logits for (N, 3, H, W) normalised crops."""
+        logits: torch.Tensor = self.head(self.body(crops))
+        return logits
+
+    def describe(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (N, D) unit-length descriptors and (N, n_members) logits in one pass."""
+        descriptors = self.body(crops)
+        logits = self.head(descriptors)
+        return nn.functional.normalize(descriptors, dim=1), logits
+
+
+def build_face_body(*, pretrained: bool) -> DlibFaceBody:
+    """Return dlib's face body, with its pretrained weights or (to load a bundle into) without."""
+    return load_dlib_face_body() if pretrained else DlibFaceBody()
+
+
+def body_and_head_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Split a `FaceModel` into two parameter groups, body first, for discriminative rates."""
+    if not isinstance(model, FaceModel):
+        raise TypeError(f"expected a FaceModel, got {type(model).__name__}")
+    return [list(model.body.parameters()), list(model.head.parameters())]
+
+
+@torch.inference_mode()
+def describe_crops(
+    model: FaceModel, crops: torch.Tensor, *, batch_size: int = 64
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Score normalised crops in batches with the model in eval mode.
+
+    Args:
+        model: the face model.
+        crops: (N, 3, H, W) float crops, normalised as the body expects.
+        batch_size: crops per forward pass.
+
+    Returns:
+        (N, D) unit-length descriptors and (N, n_members) probabilities, both float32.
+    """
+    was_training = model.training
+    model.eval()
+    descriptor_batches: list[torch.Tensor] = []
+    probability_batches: list[torch.Tensor] = []
+    for start in range(0, crops.shape[0], batch_size):
+        descriptors, logits = model.describe(crops[start : start + batch_size])
+        descriptor_batches.append(descriptors)
+        probability_batches.append(torch.sigmoid(logits))
+    model.train(was_training)
+    if not descriptor_batches:
+        n_members = model.head[-1].out_features
+        descriptor_size = model.head[0].num_features
+        return np.zeros((0, descriptor_size), np.float32), np.zeros((0, n_members), np.float32)
+    return (
+        torch.cat(descriptor_batches).numpy().astype(np.float32),
+        torch.cat(probability_batches).numpy().astype(np.float32),
+    )

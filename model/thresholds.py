@@ -1,0 +1,234 @@
+"""Own per-member thresholds: their file in the bundle, their digest, and their tuning."""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from data_tools.errors import BundleLoadError, InvalidParameterError, UnknownMemberError
+from model.atomic import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDS_FILE = "thresholds.json"
+DEFAULT_FACE_THRESHOLD = 0.5
+DEFAULT_GALLERY_THRESHOLD = 0.0
+_GRID_SIZE = 41
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-member cuts: `face` on face-model probabilities, `gallery` on similarity to known faces.
+
+    `gallery` is the cosine similarity, in [-1, 1], between a face's descriptor and the member's
+    own training faces; a face is named a member only when it passes both cuts. `image` holds the
+    cuts of the whole-image model (empty when the bundle has none).
+    """
+
+    face: dict[str, float]
+    gallery: dict[str, float]
+    image: dict[str, float] = field(default_factory=dict)
+    tuned_on: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form written to `thresholds.json`."""
+        return {
+            "face": self.face,
+            "gallery": self.gallery,
+            "image": self.image,
+            "tuned_on": self.tuned_on,
+        }
+
+    def digest(self) -> str:
+        """Return `sha256:<hex>` of the cuts, so that an answer names the thresholds it used."""
+        cuts = {"face": self.face, "gallery": self.gallery, "image": self.image}
+        canonical = json.dumps(cuts, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def eligible(
+        self,
+        roster: list[str],
+        probabilities: NDArray[np.float32],
+        similarities: NDArray[np.float32],
+    ) -> NDArray[np.bool_]:
+        """Return (n_faces, n_members): which (face, member) pairs pass both cuts."""
+        face_cuts = np.array([self.face[member] for member in roster], dtype=np.float32)
+        gallery_cuts = np.array([self.gallery[member] for member in roster], dtype=np.float32)
+        passed: NDArray[np.bool_] = (probabilities >= face_cuts[None, :]) & (
+            similarities >= gallery_cuts[None, :]
+        )
+        return passed
+
+    def with_member(
+        self, member: str, *, face: float | None = None, gallery: float | None = None
+    ) -> "Thresholds":
+        """Return a copy with one member's cuts changed.
+
+        Raises:
+            UnknownMemberError: `member` is not in these thresholds.
+            InvalidParameterError: a cut is outside its range.
+        """
+        if member not in self.face:
+            known = ", ".join(sorted(self.face))
+            raise UnknownMemberError(f"no member {member!r} in this bundle; members: {known}")
+        face_cuts = dict(self.face)
+        gallery_cuts = dict(self.gallery)
+        if face is not None:
+            face_cuts[member] = _checked(face, 0.0, 1.0, "face threshold")
+        if gallery is not None:
+            gallery_cuts[member] = _checked(gallery, -1.0, 1.0, "gallery threshold")
+        tuned_on = {
+            **self.tuned_on,
+            "edited_by_hand": sorted({*self.tuned_on.get("edited_by_hand", []), member}),
+        }
+        return Thresholds(face_cuts, gallery_cuts, dict(self.image), tuned_on)
+
+
+def default_thresholds(roster: list[str]) -> Thresholds:
+    """Return untuned cuts for a roster: 0.5 on probability and no gallery gate."""
+    return Thresholds(
+        face={member: DEFAULT_FACE_THRESHOLD for member in roster},
+        gallery={member: DEFAULT_GALLERY_THRESHOLD for member in roster},
+    )
+
+
+def save_thresholds(bundle_dir: Path, thresholds: Thresholds) -> None:
+    """Write `thresholds.json` into a bundle atomically."""
+    write_json_atomic(bundle_dir / THRESHOLDS_FILE, thresholds.to_json())
+
+
+def load_thresholds(bundle_dir: Path, roster: list[str]) -> Thresholds:
+    """Read and check a bundle's `thresholds.json` against its roster.
+
+    Raises:
+        BundleLoadError: the file is missing, not JSON, or lacks a member of the roster.
+    """
+    path = bundle_dir / THRESHOLDS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BundleLoadError(f"{path} is missing; run `memberlens thresholds tune`") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleLoadError(f"{path} is not readable JSON ({err}); retune or restore it") from err
+    if not isinstance(raw, dict):
+        raise BundleLoadError(f"{path} must hold a JSON object, found {type(raw).__name__}")
+
+    face = _member_cuts(raw.get("face"), roster, path, "face", 0.0, 1.0)
+    gallery = _member_cuts(raw.get("gallery"), roster, path, "gallery", -1.0, 1.0)
+    image_raw = raw.get("image") or {}
+    image = _member_cuts(image_raw, roster, path, "image", 0.0, 1.0) if image_raw else {}
+    tuned_on = raw.get("tuned_on") if isinstance(raw.get("tuned_on"), dict) else {}
+    return Thresholds(face, gallery, image, tuned_on)
+
+
+def tune_thresholds(
+    roster: list[str],
+    probabilities: NDArray[np.float32],
+    similarities: NDArray[np.float32],
+    targets: NDArray[np.bool_],
+    *,
+    stranger_cost: float,
+) -> Thresholds:
+    """Choose each member's face and gallery cuts on validation faces.
+
+    For member m, the faces whose highest probability is m are the ones the cuts decide about.
+    Each pair of cuts is scored as: faces of m named m, minus faces of other members named m,
+    minus `stranger_cost` times faces of nobody known named m. Ties go to the stricter cuts.
+
+    Args:
+        roster: member slugs, in label order.
+        probabilities: (n_faces, n_members) face-model probabilities.
+        similarities: (n_faces, n_members) similarity of each face to each member's known faces.
+        targets: (n_faces, n_members) true labels; a stranger's row is all false.
+        stranger_cost: how many correct names one stranger named as a member is worth.
+
+    Returns:
+        The tuned thresholds, with counts of what they were tuned on.
+    """
+    if probabilities.shape != targets.shape or similarities.shape != targets.shape:
+        raise InvalidParameterError("probabilities, similarities and targets must share a shape")
+    n_faces = probabilities.shape[0]
+    top_member = probabilities.argmax(axis=1) if n_faces else np.zeros(0, dtype=np.int64)
+    is_stranger = ~targets.any(axis=1)
+
+    face_cuts: dict[str, float] = {}
+    gallery_cuts: dict[str, float] = {}
+    for index, member in enumerate(roster):
+        rows = top_member == index
+        face_cuts[member], gallery_cuts[member] = _tune_member(
+            probabilities[rows, index],
+            similarities[rows, index],
+            is_member=targets[rows, index],
+            is_stranger=is_stranger[rows],
+            stranger_cost=stranger_cost,
+        )
+    tuned_on = {
+        "faces": int(n_faces),
+        "stranger_faces": int(is_stranger.sum()),
+        "stranger_cost": stranger_cost,
+    }
+    logger.info("thresholds tuned", extra=tuned_on)
+    return Thresholds(face_cuts, gallery_cuts, {}, tuned_on)
+
+
+def _tune_member(
+    probabilities: NDArray[np.float32],
+    similarities: NDArray[np.float32],
+    *,
+    is_member: NDArray[np.bool_],
+    is_stranger: NDArray[np.bool_],
+    stranger_cost: float,
+) -> tuple[float, float]:
+    if probabilities.size == 0:
+        return DEFAULT_FACE_THRESHOLD, DEFAULT_GALLERY_THRESHOLD
+
+    face_grid = np.unique(np.concatenate([np.linspace(0.05, 0.99, _GRID_SIZE), [0.5]]))
+    gallery_grid = np.unique(
+        np.concatenate([[-1.0], np.quantile(similarities, np.linspace(0.0, 1.0, _GRID_SIZE))])
+    )
+    # (n_face_cuts, n_gallery_cuts, n_faces): which faces each pair of cuts would name.
+    named = (probabilities[None, None, :] >= face_grid[:, None, None]) & (
+        similarities[None, None, :] >= gallery_grid[None, :, None]
+    )
+    gain = np.where(is_member, 1.0, np.where(is_stranger, -stranger_cost, -1.0))
+    scores = (named * gain[None, None, :]).sum(axis=2)
+
+    best = scores.max()
+    # Among the best pairs take the strictest: the highest face cut, then the highest gallery cut.
+    face_index, gallery_index = max(zip(*np.nonzero(scores == best), strict=True))
+    return float(face_grid[face_index]), float(gallery_grid[gallery_index])
+
+
+def _member_cuts(
+    raw: object, roster: list[str], path: Path, kind: str, low: float, high: float
+) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise BundleLoadError(f"{path}: `{kind}` must map each member to a number")
+    missing = [member for member in roster if member not in raw]
+    if missing:
+        raise BundleLoadError(f"{path}: `{kind}` has no cut for {', '.join(missing)}")
+    cuts: dict[str, float] = {}
+    for member in roster:
+        value = raw[member]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise BundleLoadError(
+                f"{path}: `{kind}` cut of {member} must be a number in [{low}, {high}], "
+                f"found {value!r}"
+            )
+        cuts[member] = float(value)
+    return cuts
+
+
+def _checked(value: float, low: float, high: float, what: str) -> float:
+    if not low <= value <= high:
+        raise InvalidParameterError(f"{what} must be in [{low}, {high}], got {value}")
+    return float(value)

@@ -1,0 +1,1 @@
+"""The HTTP service, its settings and the memberlens command line entry point."""

@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_tools.errors import BundleLoadError, InvalidParameterError, UnknownMemberError
+from model.thresholds import (
+    Thresholds,
+    default_thresholds,
+    load_thresholds,
+    save_thresholds,
+    tune_thresholds,
+)
+
+ROSTER = ["jin", "suga"]
+
+
+def test_saved_thresholds_load_back_equal(tmp_path: Path) -> None:
+    thresholds = Thresholds({"jin": 0.4, "suga": 0.7}, {"jin": 0.2, "suga": -0.1})
+
+    save_thresholds(tmp_path, thresholds)
+    loaded = load_thresholds(tmp_path, ROSTER)
+
+    assert loaded.face == thresholds.face
+    assert loaded.gallery == thresholds.gallery
+    assert loaded.digest() == thresholds.digest()
+
+
+def test_digest_changes_when_a_cut_changes() -> None:
+    thresholds = default_thresholds(ROSTER)
+
+    changed = thresholds.with_member("suga", face=0.9)
+
+    assert changed.digest() != thresholds.digest()
+    assert changed.face["suga"] == 0.9
+    assert thresholds.face["suga"] == 0.5
+
+
+def test_setting_unknown_member_is_refused() -> None:
+    with pytest.raises(UnknownMemberError, match="jhope"):
+        default_thresholds(ROSTER).with_member("jhope", face=0.5)
+
+
+def test_setting_cut_out_of_range_is_refused() -> None:
+    with pytest.raises(InvalidParameterError):
+        default_thresholds(ROSTER).with_member("jin", face=1.5)
+
+
+def test_missing_member_in_file_is_a_load_error(tmp_path: Path) -> None:
+    (tmp_path / "thresholds.json").write_text(json.dumps({"face": {"jin": 0.5}, "gallery": {}}))
+
+    with pytest.raises(BundleLoadError, match="suga"):
+        load_thresholds(tmp_path, ROSTER)
+
+
+def test_half_written_file_is_a_load_error(tmp_path: Path) -> None:
+    (tmp_path / "thresholds.json").write_text('{"face": {"jin": 0.5, "su')
+
+    with pytest.raises(BundleLoadError, match="not readable JSON"):
+        load_thresholds(tmp_path, ROSTER)
+
+
+def test_tuning_separates_members_from_strangers() -> None:
+    # jin's faces score 0.8 to 0.95; strangers that look most like jin score up to 0.6.
+    probabilities = np.array(
+        [[0.95, 0.0], [0.9, 0.1], [0.8, 0.1], [0.6, 0.2], [0.55, 0.1], [0.1, 0.9], [0.2, 0.85]],
+        dtype=np.float32,
+    )
+    similarities = np.full_like(probabilities, 0.5)
+    targets = np.array(
+        [[1, 0], [1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1]], dtype=bool
+    )
+
+    thresholds = tune_thresholds(ROSTER, probabilities, similarities, targets, stranger_cost=4.0)
+    eligible = thresholds.eligible(ROSTER, probabilities, similarities)
+
+    assert eligible[:3, 0].all()
+    assert not eligible[3:5].any()
+    assert eligible[5:, 1].all()
+
+
+def test_tuning_uses_gallery_similarity_when_probability_cannot_separate() -> None:
+    # A stranger with jin's probability but far from jin's known faces.
+    probabilities = np.array([[0.9, 0.0], [0.9, 0.0], [0.9, 0.0]], dtype=np.float32)
+    similarities = np.array([[0.8, 0.0], [0.7, 0.0], [0.1, 0.0]], dtype=np.float32)
+    targets = np.array([[1, 0], [1, 0], [0, 0]], dtype=bool)
+
+    thresholds = tune_thresholds(ROSTER, probabilities, similarities, targets, stranger_cost=4.0)
+    eligible = thresholds.eligible(ROSTER, probabilities, similarities)
+
+    assert eligible[:, 0].tolist() == [True, True, False]
+    assert thresholds.tuned_on["stranger_faces"] == 1
