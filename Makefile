@@ -24,7 +24,8 @@ $(PREPARED)/faces.csv: | setup
 		--strangers $(DATASETS)/strangers --out $(PREPARED)
 
 $(BUNDLE)/manifest.json: $(PREPARED)/faces.csv
-	$(BIN)/memberlens train --prepared $(PREPARED) --out $(BUNDLE) --overwrite
+	$(BIN)/memberlens train --prepared $(PREPARED) --roster rosters/bts.yaml --out $(BUNDLE) \
+		--overwrite
 
 bundle: $(BUNDLE)/manifest.json
 

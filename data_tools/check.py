@@ -5,7 +5,6 @@ animated files move to `quarantine/<reason>/`, and so do all but one photo of ea
 exact or near duplicates. A JSON report records every decision.
 """
 
-import hashlib
 import io
 import json
 import logging
@@ -21,8 +20,8 @@ from typing import TypedDict
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from data_tools.collect import PHOTOS_DIR
-from data_tools.duplicates import group_near_duplicates
+from data_tools.collect_journal import PHOTOS_DIR
+from data_tools.duplicates import DEFAULT_MAX_HAMMING_DISTANCE, group_duplicates
 from data_tools.errors import DatasetError
 from data_tools.fetch import EXTENSION_BY_FORMAT
 
@@ -39,7 +38,7 @@ class CheckOptions:
 
     min_side_px: int = 128
     max_pixels: int = 50_000_000
-    near_duplicate_distance: int = 6
+    near_duplicate_distance: int = DEFAULT_MAX_HAMMING_DISTANCE
 
 
 class FileVerdict(TypedDict):
@@ -64,7 +63,7 @@ class CheckReport:
         return Counter(verdict["reason"] or KEPT for verdict in self.verdicts)
 
     def render(self) -> str:
-        """Return a readable summary: counts by outcome, then each quarantined file."""
+        """Return a readable summary: how many files were kept, and quarantined per reason."""
         counts = self.counts()
         lines = [f"checked {len(self.verdicts)} files: kept {counts.get(KEPT, 0)}"]
         for reason, count in sorted(counts.items()):
@@ -97,7 +96,7 @@ def check_collection(collection: Path, options: CheckOptions) -> CheckReport:
         else:
             report.verdicts.append(_quarantine(collection, relative, reason, detail))
 
-    for kept, copies in _duplicate_groups(usable, options):
+    for kept, copies in _duplicate_groups(collection, usable, options):
         for copy in copies:
             report.verdicts.append(_quarantine(collection, copy, "duplicate", f"kept {kept}"))
             del usable[copy]
@@ -113,7 +112,6 @@ def check_collection(collection: Path, options: CheckOptions) -> CheckReport:
 
 @dataclass(frozen=True)
 class _DecodedPhoto:
-    sha256: str
     pixels: int
     size_bytes: int
 
@@ -131,7 +129,7 @@ def _inspect(path: Path, options: CheckOptions) -> tuple[str, str, _DecodedPhoto
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(photo_bytes))
     except Image.DecompressionBombError:
-        return "too-large", "past Pillow's decompression bomb limit", None
+        return "too-many-pixels", "past Pillow's decompression bomb limit", None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
         return "not-an-image", str(err), None
     with image:
@@ -139,8 +137,7 @@ def _inspect(path: Path, options: CheckOptions) -> tuple[str, str, _DecodedPhoto
     if verdict is not None:
         return verdict[0], verdict[1], None
     width, height = image.size
-    sha256 = hashlib.sha256(photo_bytes).hexdigest()
-    return "", "", _DecodedPhoto(sha256, width * height, len(photo_bytes))
+    return "", "", _DecodedPhoto(width * height, len(photo_bytes))
 
 
 def _inspect_open_image(image: Image.Image, options: CheckOptions) -> tuple[str, str] | None:
@@ -149,7 +146,7 @@ def _inspect_open_image(image: Image.Image, options: CheckOptions) -> tuple[str,
     if image_format not in EXTENSION_BY_FORMAT:
         return "unsupported-format", image_format or "unknown"
     if width * height > options.max_pixels:
-        return "too-large", f"{width}x{height} is over {options.max_pixels} pixels"
+        return "too-many-pixels", f"{width}x{height} is over {options.max_pixels} pixels"
     if getattr(image, "is_animated", False) or getattr(image, "n_frames", 1) > 1:
         return "animated", f"{getattr(image, 'n_frames', 0)} frames"
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -165,18 +162,21 @@ def _inspect_open_image(image: Image.Image, options: CheckOptions) -> tuple[str,
 
 
 def _duplicate_groups(
-    usable: dict[str, _DecodedPhoto], options: CheckOptions
+    collection: Path, usable: dict[str, _DecodedPhoto], options: CheckOptions
 ) -> list[tuple[str, list[str]]]:
     """Return (kept, copies) for every group of exact or near duplicates.
 
     The kept photo is the one with the most pixels, then the most bytes, then the first path.
     """
-    groups = group_near_duplicates(
-        {path: usable[path].sha256 for path in usable},
-        max_distance=options.near_duplicate_distance,
+    relative_by_path = {collection / relative: relative for relative in usable}
+    group_keys = group_duplicates(
+        list(relative_by_path), max_hamming_distance=options.near_duplicate_distance
     )
+    groups: dict[str, list[str]] = {}
+    for path, key in group_keys.items():
+        groups.setdefault(key, []).append(relative_by_path[path])
     result: list[tuple[str, list[str]]] = []
-    for group in groups:
+    for group in groups.values():
         if len(group) < 2:
             continue
         ranked = sorted(

@@ -2,9 +2,10 @@
 
 import argparse
 
-from data_tools import prepare_cli
+from data_tools import collect_cli, prepare_cli
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the data_tools subcommands to the `memberlens` parser."""
     prepare_cli.register(subparsers)
+    collect_cli.register(subparsers)

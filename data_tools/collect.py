@@ -1,28 +1,26 @@
 """Collect photos of each roster member from an image search into a resumable collection folder.
 
 A collection folder holds `photos/<member>/<sha256 prefix>.<ext>`, `provenance.jsonl` (one
-record per saved photo) and `attempts.jsonl` (one record per URL that gave no new photo).
-A photo is recorded before it is moved from `.partial/` to its final name, so a collect that
-is killed and run again finishes the move, fetches no saved URL twice, and leaves no partial
-file under a final name.
+record per saved photo) and `attempts.jsonl` (one record per URL that gave no new photo); see
+`data_tools.collect_journal`. Downloads wait in `.partial/` until they are checked and
+recorded, so a collect that is killed and run again fetches no saved URL twice and leaves no
+partial file under a final name.
 """
 
 import contextlib
-import hashlib
-import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 from tqdm import tqdm
 
+from data_tools.collect_journal import PHOTOS_DIR, CollectJournal, ProvenanceRecord
 from data_tools.errors import DatasetError
 from data_tools.fetch import (
     EXTENSION_BY_FORMAT,
@@ -35,11 +33,6 @@ from data_tools.roster import Member, Roster
 from data_tools.search_backends import ImageSearchBackend, SearchHit
 
 logger = logging.getLogger(__name__)
-
-PHOTOS_DIR = "photos"
-PARTIAL_DIR = ".partial"
-PROVENANCE_FILE = "provenance.jsonl"
-ATTEMPTS_FILE = "attempts.jsonl"
 
 
 @dataclass(frozen=True)
@@ -118,138 +111,23 @@ def collect(
             disable=None if options.show_progress else True,
         ) as progress,
     ):
-        for member in chosen:
-            summary.saved_before[member.slug] = journal.saved_count(member.slug)
-            hits = _search_member(backend, member, options)
-            _collect_member(member, hits, journal, http_client, pool, options, summary, progress)
+        try:
+            for member in chosen:
+                summary.saved_before[member.slug] = journal.saved_count(member.slug)
+                hits = _search_member(backend, member, options)
+                _collect_member(
+                    member, hits, journal, http_client, pool, options, summary, progress
+                )
+        except BaseException:
+            # Interrupted or failed: start nothing new; what is running ends within its
+            # timeouts, and its part file is removed by the next run.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     logger.info(
         "collect finished",
         extra={"out": str(out_dir), "saved": sum(summary.saved_now.values())},
     )
     return summary
-
-
-def read_provenance(out_dir: Path) -> list[dict[str, Any]]:
-    """Return the provenance records of a collection folder, one per saved photo."""
-    return _read_jsonl(out_dir / PROVENANCE_FILE)
-
-
-def summary_as_dict(summary: CollectSummary) -> dict[str, Any]:
-    """Return the summary as plain data, for a JSON report."""
-    return asdict(summary)
-
-
-class CollectJournal:
-    """The records of a collection folder: what was saved, and which URLs gave nothing new.
-
-    Only the thread that runs `collect` touches it, so it needs no lock.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        """Bind to a folder; use `CollectJournal.open` to read and repair it."""
-        self.out_dir = out_dir
-        self.photos_dir = out_dir / PHOTOS_DIR
-        self.partial_dir = out_dir / PARTIAL_DIR
-        self.saved: list[dict[str, Any]] = []
-        self.attempts: list[dict[str, Any]] = []
-        self.present_paths: set[str] = set()
-        self._streams: dict[str, TextIO] = {}
-
-    @classmethod
-    def open(cls, out_dir: Path) -> "CollectJournal":
-        """Read the journal of `out_dir`, finish interrupted moves and drop leftover parts.
-
-        Raises:
-            DatasetError: the folder cannot be created or its journal cannot be read.
-        """
-        journal = cls(out_dir)
-        try:
-            journal.photos_dir.mkdir(parents=True, exist_ok=True)
-            journal.partial_dir.mkdir(parents=True, exist_ok=True)
-            journal.saved = _read_jsonl(out_dir / PROVENANCE_FILE)
-            journal.attempts = _read_jsonl(out_dir / ATTEMPTS_FILE)
-            journal._repair()
-        except OSError as err:
-            raise DatasetError(f"cannot use {out_dir} as a collection folder: {err}") from err
-        return journal
-
-    def __enter__(self) -> "CollectJournal":
-        """Open the journal files for appending."""
-        for name in (PROVENANCE_FILE, ATTEMPTS_FILE):
-            self._streams[name] = (self.out_dir / name).open("a", encoding="utf-8")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the journal files and remove the empty partial folder."""
-        for stream in self._streams.values():
-            stream.close()
-        self._streams.clear()
-        _remove_if_empty(self.partial_dir)
-
-    def saved_count(self, slug: str) -> int:
-        """Return how many photos of a member are saved and still in the folder."""
-        return sum(
-            1
-            for record in self.saved
-            if record["member"] == slug and record["path"] in self.present_paths
-        )
-
-    def known_urls(self, *, retry_transient: bool) -> set[str]:
-        """Return the URLs that must not be fetched again."""
-        urls = {record["image_url"] for record in self.saved}
-        urls.update(
-            record["image_url"]
-            for record in self.attempts
-            if not (retry_transient and record.get("is_transient"))
-        )
-        return urls
-
-    def saved_by_sha256(self) -> dict[str, str]:
-        """Return the saved photos' paths by their sha256."""
-        return {record["sha256"]: record["path"] for record in self.saved}
-
-    def part_path(self, url: str) -> Path:
-        """Return where the bytes of `url` wait while they are fetched and checked."""
-        key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
-        return self.partial_dir / f"{key}.part"
-
-    def record_saved(self, record: dict[str, Any], part_path: Path) -> None:
-        """Record a photo, then move it to its final name (in that order: see the module)."""
-        self._append(PROVENANCE_FILE, record)
-        self.saved.append(record)
-        self.present_paths.add(record["path"])
-        final_path = self.out_dir / record["path"]
-        final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part_path, final_path)
-
-    def record_attempt(self, record: dict[str, Any]) -> None:
-        """Record a URL that gave no new photo."""
-        self._append(ATTEMPTS_FILE, record)
-        self.attempts.append(record)
-
-    def _append(self, name: str, record: dict[str, Any]) -> None:
-        stream = self._streams[name]
-        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-
-    def _repair(self) -> None:
-        for record in self.saved:
-            final_path = self.out_dir / record["path"]
-            part_path = self.part_path(record["image_url"])
-            if not final_path.exists() and _sha256_of(part_path) == record["sha256"]:
-                final_path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part_path, final_path)
-                logger.info("interrupted move finished", extra={"path": record["path"]})
-            if final_path.exists():
-                self.present_paths.add(record["path"])
-            else:
-                # Moved away after collect (quarantined by `check`, or deleted): the record
-                # stays, so its URL is not fetched again, but the photo no longer counts.
-                logger.debug("recorded photo gone", extra={"path": record["path"]})
-        for leftover in self.partial_dir.glob("*"):
-            leftover.unlink()
-            logger.info("partial download removed", extra={"path": leftover.name})
 
 
 def _client_context(
@@ -291,8 +169,9 @@ def _collect_member(
     saved = journal.saved_count(member.slug)
     while True:
         # Never more downloads in flight than photos still wanted, so a member never ends
-        # with more than `per_member` photos.
-        while saved + len(in_flight) < options.per_member:
+        # with more than `per_member` photos, nor more than the workers, so that an
+        # interrupted run has no queue of downloads left to finish.
+        while saved + len(in_flight) < options.per_member and len(in_flight) < options.workers:
             candidate = next(pending, None)
             if candidate is None:
                 break
@@ -370,7 +249,7 @@ def _record_outcome(
 
     extension = EXTENSION_BY_FORMAT[outcome.image_format]
     relative = f"{PHOTOS_DIR}/{member.slug}/{outcome.sha256[:16]}.{extension}"
-    record = {
+    record: ProvenanceRecord = {
         "member": member.slug,
         "path": relative,
         "query": query,
@@ -388,40 +267,3 @@ def _record_outcome(
     journal.record_saved(record, outcome.part_path)
     summary.saved_now[member.slug] = summary.saved_now.get(member.slug, 0) + 1
     return True
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read JSON lines; a last line cut short by a kill is dropped and cut from the file."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    records: list[dict[str, Any]] = []
-    good_length = 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good_length += len(line)
-    if good_length != len(raw):
-        logger.warning("journal tail dropped", extra={"path": str(path)})
-        with path.open("r+b") as stream:
-            stream.truncate(good_length)
-    return records
-
-
-def _sha256_of(path: Path) -> str:
-    if not path.exists():
-        return ""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()

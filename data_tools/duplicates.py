@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 Split = Literal["train", "valid"]
 
 # Tuned on the shared BTS photos with a 64-bit DCT hash: copies of one shot (re-encoded,
-# resized, watermarked) lie at 0 to 6 bits, distinct shots of one event at 10 bits and more.
-DEFAULT_MAX_HAMMING_DISTANCE = 8
+# resized, watermarked) lie at 0 to 6 bits, a cropped and recoloured copy at 10, distinct shots
+# of one event at 10 to 16. At 10 the cropped copy joins its original at the cost of one pair of
+# same-event shots grouped too, which only makes the split more cautious.
+DEFAULT_MAX_HAMMING_DISTANCE = 10
 GROUP_KEY_HEX_CHARS = 16
 _HASH_MAX_BYTES = 200 * 1024 * 1024
 _HASH_MAX_PIXELS = 150_000_000

@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from data_tools.errors import DatasetError, UnknownMemberError
+from data_tools.labelled_set import LabelledSet, training_labels
 from data_tools.roster import Roster
 from data_tools.voc import (
     ANNOTATIONS_FOLDER,
@@ -167,6 +168,33 @@ def resolve_members(photos: Iterable[LabelledPhoto], roster: Roster) -> Resolved
     return resolved
 
 
+def collection_labels(collection: Path) -> list[LabelledPhoto]:
+    """Return the labels of a collection labelled by `memberlens label`, decisions applied.
+
+    Only faces that train are listed: a member's face with its slug, a face reviewed as not a
+    member with an empty member. Photos without such a face are left out.
+
+    Raises:
+        DatasetError: the collection has not been labelled.
+    """
+    labelled = LabelledSet.load(collection)
+    boxes_by_photo: dict[str, list[LabelledBox]] = {}
+    for face in labelled.faces:
+        labels = training_labels(face)
+        if labels is None:
+            continue
+        x_min, y_min, x_max, y_max = face["box"]
+        boxes_by_photo.setdefault(face["photo"], []).append(
+            LabelledBox(member=labels, box=(x_min, y_min, x_max, y_max))
+        )
+    photos = []
+    for photo, boxes in boxes_by_photo.items():
+        path = collection / photo
+        width, height = _image_size(path)
+        photos.append(LabelledPhoto(path=path, boxes=boxes, width=width, height=height))
+    return photos
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file through a temporary name, so a reader never sees half of it."""
     temporary = path.with_name(path.name + ".tmp")
@@ -250,7 +278,7 @@ def _voc_xml(filename: str, width: int, height: int, boxes: list[LabelledBox]) -
         ElementTree.SubElement(element, "truncated").text = "0"
         ElementTree.SubElement(element, "difficult").text = "0"
         box_element = ElementTree.SubElement(element, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), labelled.box, strict=True):
-            ElementTree.SubElement(box_element, tag).text = str(round(value))
+        for tag, coordinate in zip(("xmin", "ymin", "xmax", "ymax"), labelled.box, strict=True):
+            ElementTree.SubElement(box_element, tag).text = str(round(coordinate))
     ElementTree.indent(root, space="\t")
     return ElementTree.tostring(root, encoding="unicode") + "\n"

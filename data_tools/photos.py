@@ -25,12 +25,21 @@ _IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
 # ISO media brands of still-image formats (HEIC, AVIF), found at byte 8 after `ftyp`.
-_ISO_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+_ISO_IMAGE_BRANDS = (
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"heim",
+    b"heis",
+    b"mif1",
+    b"msf1",
+    b"avif",
+    b"avis",
+)
 # Leading bytes of common files that are not photos at all.
 _OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
@@ -165,7 +174,9 @@ def _apply_exif_orientation(image: Image.Image) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, struct.error, KeyError, TypeError) as err:
         # A broken EXIF block should not cost the photo: its pixels decoded fine.
-        logger.warning("exif orientation unreadable, photo kept as stored", extra={"error": str(err)})
+        logger.warning(
+            "exif orientation unreadable, photo kept as stored", extra={"error": str(err)}
+        )
         return image
     return upright if upright is not None else image
 
@@ -230,6 +241,8 @@ def _claimed_image_format(photo_bytes: bytes) -> str | None:
     for signature, image_format in _IMAGE_SIGNATURES:
         if photo_bytes.startswith(signature):
             return image_format
+    if photo_bytes.startswith(b"BM") and photo_bytes[6:10] == b"\x00\x00\x00\x00":
+        return "BMP"  # two letters alone would also match text: the reserved bytes must be 0
     if photo_bytes.startswith(b"RIFF") and photo_bytes[8:12] == b"WEBP":
         return "WebP"
     if photo_bytes[4:8] == b"ftyp" and photo_bytes[8:12] in _ISO_IMAGE_BRANDS:

@@ -52,7 +52,7 @@ class DdgsBackend:
     def __init__(
         self,
         timeout_s: float = DEFAULT_SEARCH_TIMEOUT_S,
-        region: str = "wt-wt",
+        region: str = "us-en",
         safesearch: str = "moderate",
     ) -> None:
         """Configure the search; nothing is imported or contacted until the first query."""

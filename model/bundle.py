@@ -75,6 +75,7 @@ def save_bundle(
         gallery_tensors = {
             "descriptors": torch.from_numpy(gallery.descriptors.astype(np.float32)),
             "member_indices": torch.from_numpy(gallery.member_indices.astype(np.int64)),
+            "center": torch.from_numpy(gallery.center.astype(np.float32)),
         }
         write_with_atomic(
             staging / GALLERY_FILE, lambda path: save_file(gallery_tensors, str(path))
@@ -84,7 +85,9 @@ def save_bundle(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    logger.info("bundle written", extra={"bundle": str(bundle_dir), "name": manifest.get("name")})
+    logger.info(
+        "bundle written", extra={"bundle": str(bundle_dir), "bundle_name": manifest.get("name")}
+    )
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -118,6 +121,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
             descriptors=gallery_tensors["descriptors"].numpy().astype(np.float32),
             member_indices=gallery_tensors["member_indices"].numpy().astype(np.int64),
             n_members=len(roster),
+            center=gallery_tensors["center"].numpy().astype(np.float32),
         )
     except KeyError as err:
         raise BundleLoadError(f"{bundle_dir / GALLERY_FILE} lacks tensor {err}") from err

@@ -33,6 +33,12 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     )
     parser.add_argument("--prepared", type=Path, required=True, help="folder from `prepare`")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument(
+        "--roster",
+        type=Path,
+        help="roster YAML (e.g. rosters/bts.yaml) fixing the members and their order; "
+        "default: the members found in the labels, sorted",
+    )
     parser.add_argument("--name", help="bundle name reported by answers (default: folder-date)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -130,6 +136,7 @@ def _run_train(args: argparse.Namespace, settings: "Settings") -> int:
     config = TrainConfig(
         prepared_dir=args.prepared,
         bundle_dir=args.out,
+        roster_path=args.roster,
         bundle_name=args.name,
         seed=args.seed,
         batch_size=args.batch_size,

@@ -9,7 +9,8 @@ import pandas as pd
 from fastai.data.block import DataBlock, MultiCategoryBlock
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import ColSplitter, Normalize
-from fastai.vision.augment import aug_transforms
+from fastai.vision.augment import RandTransform, aug_transforms
+from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from numpy.typing import NDArray
 
@@ -38,11 +39,16 @@ class PreparedFaces:
     roster: list[str]
 
 
-def read_prepared(root: Path) -> PreparedFaces:
+def read_prepared(root: Path, roster: list[str] | None = None) -> PreparedFaces:
     """Read `faces.csv` of a folder written by `memberlens prepare`.
 
+    Args:
+        root: the prepared folder.
+        roster: the members in label order; None takes the labels found, sorted.
+
     Raises:
-        DatasetError: the folder or its faces file is missing, or it names no member.
+        DatasetError: the folder or its faces file is missing, it names no member, or it
+            names one that is not in `roster`.
     """
     path = root / FACES_FILE
     if not path.is_file():
@@ -52,10 +58,24 @@ def read_prepared(root: Path) -> PreparedFaces:
     missing = required - set(faces.columns)
     if missing:
         raise DatasetError(f"{path} lacks columns {sorted(missing)}; rerun `memberlens prepare`")
-    roster = sorted({member for labels in faces["labels"] for member in labels.split()})
-    if not roster:
+    found = sorted({member for labels in faces["labels"] for member in labels.split()})
+    if not found:
         raise DatasetError(f"{path} has no labelled member face; nothing to train on")
-    return PreparedFaces(root, faces, roster)
+    if roster is None:
+        return PreparedFaces(root, faces, found)
+    unknown = sorted(set(found) - set(roster))
+    if unknown:
+        raise DatasetError(
+            f"{path} labels {', '.join(unknown)}, who are not in the roster "
+            f"({', '.join(roster)}); fix the labels or the roster file"
+        )
+    without_faces = [member for member in roster if member not in found]
+    if without_faces:
+        raise DatasetError(
+            f"{path} has no face of {', '.join(without_faces)}; a model cannot learn a member "
+            "it has never seen"
+        )
+    return PreparedFaces(root, faces, list(roster))
 
 
 def labels_of(row: pd.Series) -> list[str]:
@@ -87,6 +107,7 @@ def build_dataloaders(
     if not faces["is_valid"].any() or faces["is_valid"].all():
         raise DatasetError("training needs faces in both the train and the valid split")
 
+    item_transforms = [SimulateTightCrop()] if augment else []
     batch_transforms = []
     if augment:
         batch_transforms += aug_transforms(
@@ -101,11 +122,55 @@ def build_dataloaders(
     block = DataBlock(
         blocks=(ImageBlock, MultiCategoryBlock(vocab=prepared.roster)),
         get_x=lambda row: prepared.root / row["chip"],
-        get_y=labels_of,
+        # Lambdas, not annotated functions: fastai dispatches on annotations and cannot take
+        # parameterised generics such as list[str].
+        get_y=lambda row: labels_of(row),
         splitter=ColSplitter("is_valid"),
+        item_tfms=item_transforms,
         batch_tfms=batch_transforms,
     )
     return block.dataloaders(faces, bs=batch_size, num_workers=0, shuffle=True)
+
+
+class SimulateTightCrop(RandTransform):
+    """Turn some training chips into what a tight face crop gives: edges repeated outward.
+
+    Photos that are tight face crops (many stranger sets, some uploads) leave part of the chip
+    outside the photo, which the aligner fills by repeating the edge pixels. Showing the same
+    streaks on member faces keeps the model from learning "streaks mean nobody known".
+    """
+
+    split_idx = 0  # training only
+    # Ranges of the kept rectangle in a 150 px chip; tight crops keep about 90 to 120 px.
+    _LEFT_PX = (12, 40)
+    _RIGHT_PX = (110, 138)
+    _TOP_PX = (8, 35)
+    _BOTTOM_PX = (112, 145)
+
+    def __init__(self, p: float = 0.3) -> None:
+        """Simulate a tight crop on a share `p` of training chips."""
+        super().__init__(p=p)
+
+    def before_call(self, b: object, split_idx: int) -> None:
+        """Draw the kept rectangle for this item."""
+        super().before_call(b, split_idx)
+        self.kept = tuple(
+            int(np.random.randint(low, high + 1))
+            for low, high in (self._LEFT_PX, self._TOP_PX, self._RIGHT_PX, self._BOTTOM_PX)
+        )
+
+    def encodes(self, image: PILImage) -> PILImage:
+        """Keep the drawn rectangle of the chip and repeat its edges over the rest."""
+        pixels = np.asarray(image)
+        height, width = pixels.shape[:2]
+        left, top, right, bottom = self.kept
+        right, bottom = min(right, width), min(bottom, height)
+        padded = np.pad(
+            pixels[top:bottom, left:right],
+            ((top, height - bottom), (left, width - right), (0, 0)),
+            mode="edge",
+        )
+        return PILImage.create(padded)
 
 
 def normalize_transform() -> Normalize:

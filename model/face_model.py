@@ -38,10 +38,9 @@ class FaceModel(nn.Module):
         return logits
 
     def describe(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (N, D) unit-length descriptors and (N, n_members) logits in one pass."""
+        """Return (N, D) descriptors (the body's output) and (N, n_members) logits in one pass."""
         descriptors = self.body(crops)
-        logits = self.head(descriptors)
-        return nn.functional.normalize(descriptors, dim=1), logits
+        return descriptors, self.head(descriptors)
 
 
 def build_face_body(*, pretrained: bool) -> DlibFaceBody:
@@ -68,7 +67,7 @@ def describe_crops(
         batch_size: crops per forward pass.
 
     Returns:
-        (N, D) unit-length descriptors and (N, n_members) probabilities, both float32.
+        (N, D) descriptors and (N, n_members) probabilities, both float32.
     """
     was_training = model.training
     model.eval()

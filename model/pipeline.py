@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from data_tools.align import align_faces
 from numpy.typing import NDArray
 
-from data_tools.errors import BundleLoadError
+from data_tools.align import align_faces
+from data_tools.errors import BundleLoadError, InvalidParameterError
 from data_tools.faces import Face, FaceDetector, MtcnnDetector
 from data_tools.photos import decode_photo
 from model.assign import NOBODY, assign_members
@@ -75,20 +75,36 @@ class Pipeline:
             logger.info("thresholds reloaded", extra={"thresholds": thresholds.digest()})
             return thresholds
 
-    def identify(self, photo_bytes: bytes) -> IdentifyResult:
+    def identify(
+        self,
+        photo_bytes: bytes,
+        *,
+        min_face_size_px: int = 0,
+        top_k: int = CANDIDATES_PER_FACE,
+        return_landmarks: bool = True,
+    ) -> IdentifyResult:
         """Decode one uploaded photo and name the members in it.
+
+        The options are those of `identify_photo`.
 
         Raises:
             InvalidPhotoError: the bytes are not a readable image.
             PhotoTooLargeError: the bytes or the pixels exceed the limits.
             UnsupportedPhotoTypeError: the bytes are another kind of file.
+            InvalidParameterError: an option is out of range.
         """
+        _check_options(min_face_size_px, top_k)
         started = time.perf_counter()
         photo = decode_photo(
             photo_bytes, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels
         )
         decode_ms = (time.perf_counter() - started) * 1000
-        result = self.identify_photo(photo)
+        result = self.identify_photo(
+            photo,
+            min_face_size_px=min_face_size_px,
+            top_k=top_k,
+            return_landmarks=return_landmarks,
+        )
         result["timings_ms"] = {
             "decode": round(decode_ms, 1),
             **result["timings_ms"],
@@ -96,14 +112,37 @@ class Pipeline:
         }
         return result
 
-    def identify_photo(self, photo: NDArray[np.uint8]) -> IdentifyResult:
-        """Name the members in a decoded (H, W, 3) RGB photo."""
+    def identify_photo(
+        self,
+        photo: NDArray[np.uint8],
+        *,
+        min_face_size_px: int = 0,
+        top_k: int = CANDIDATES_PER_FACE,
+        return_landmarks: bool = True,
+    ) -> IdentifyResult:
+        """Name the members in a decoded (H, W, 3) RGB photo.
+
+        Args:
+            photo: the upright RGB photo.
+            min_face_size_px: faces whose box has a side shorter than this, in photo pixels,
+                are left out; faces under the detector's own minimum are never found.
+            top_k: how many candidates to list per face, best first (0 lists none).
+            return_landmarks: whether each face carries its five landmarks.
+
+        Raises:
+            InvalidParameterError: an option is out of range.
+        """
+        _check_options(min_face_size_px, top_k)
         thresholds = self.current_thresholds()
         roster = self.bundle.roster
         timings: dict[str, float] = {}
 
         started = time.perf_counter()
-        faces = self.detector.detect(photo)
+        faces = [
+            face
+            for face in self.detector.detect(photo)
+            if _shorter_side_px(face) >= min_face_size_px
+        ]
         timings["detect"] = _elapsed_ms(started)
 
         started = time.perf_counter()
@@ -116,7 +155,9 @@ class Pipeline:
 
         height, width = photo.shape[:2]
         face_results = [
-            _face_result(face, probabilities[index], int(assigned[index]), roster, width, height)
+            _face_result(
+                face, probabilities[index], int(assigned[index]), roster, (width, height), top_k
+            )
             for index, face in enumerate(faces)
         ]
         members: list[MemberDict] = [
@@ -130,6 +171,9 @@ class Pipeline:
             if member_index != NOBODY
         ]
         members.sort(key=lambda entry: entry["score"], reverse=True)
+        if not return_landmarks:
+            for face_result in face_results:
+                del face_result["landmarks"]
         return {
             "image": {"width": int(width), "height": int(height)},
             "members": members,
@@ -177,10 +221,11 @@ def _face_result(
     probabilities: NDArray[np.float32],
     member_index: int,
     roster: list[str],
-    width: int,
-    height: int,
+    size: tuple[int, int],
+    top_k: int,
 ) -> FaceDict:
-    order = np.argsort(-probabilities)[:CANDIDATES_PER_FACE]
+    width, height = size
+    order = np.argsort(-probabilities)[:top_k]
     candidates: list[CandidateDict] = [
         {"name": roster[index], "score": round(float(probabilities[index]), 4)} for index in order
     ]
@@ -191,6 +236,23 @@ def _face_result(
         "member": roster[member_index] if member_index != NOBODY else None,
         "candidates": candidates,
     }
+
+
+def _check_options(min_face_size_px: int, top_k: int) -> None:
+    if min_face_size_px < 0:
+        raise InvalidParameterError(
+            f"Expected min_face_size of 0 or more pixels, but got {min_face_size_px}; "
+            "use 0 to keep every face the detector finds."
+        )
+    if top_k < 0:
+        raise InvalidParameterError(
+            f"Expected top_k of 0 or more candidates, but got {top_k}; use 3 for the usual list."
+        )
+
+
+def _shorter_side_px(face: Face) -> float:
+    x_min, y_min, x_max, y_max = face.box
+    return min(x_max - x_min, y_max - y_min)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

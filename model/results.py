@@ -1,6 +1,6 @@
 """Define the shapes that an identification returns, as DESIGN.md's HTTP contract spells them."""
 
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, NotRequired, Protocol, TypedDict
 
 
 class BoxDict(TypedDict):
@@ -27,11 +27,14 @@ class CandidateDict(TypedDict):
 
 
 class FaceDict(TypedDict):
-    """One detected face, who it is (or `None` for nobody known) and its best candidates."""
+    """One detected face, who it is (or `None` for nobody known) and its best candidates.
+
+    `landmarks` is left out when the caller asked for no landmarks.
+    """
 
     box: BoxDict
     detection_score: float
-    landmarks: list[list[float]]
+    landmarks: NotRequired[list[list[float]]]
     member: str | None
     candidates: list[CandidateDict]
 
@@ -71,12 +74,27 @@ class Identifier(Protocol):
         """Name the bundle and thresholds that the next answer will use."""
         ...
 
-    def identify(self, photo_bytes: bytes) -> IdentifyResult:
+    def identify(
+        self,
+        photo_bytes: bytes,
+        *,
+        min_face_size_px: int = ...,
+        top_k: int = ...,
+        return_landmarks: bool = ...,
+    ) -> IdentifyResult:
         """Decode, detect, align and score one photo.
+
+        Args:
+            photo_bytes: the uploaded file.
+            min_face_size_px: faces whose box has a side shorter than this, in photo pixels,
+                are left out; faces under the detector's own minimum are never found.
+            top_k: how many candidates to list per face, best first.
+            return_landmarks: whether each face carries its five landmarks.
 
         Raises:
             InvalidPhotoError: the bytes are not a readable image.
             PhotoTooLargeError: the bytes or the pixels exceed the limits.
             UnsupportedPhotoTypeError: the bytes are a file type that is not taken.
+            InvalidParameterError: an option is out of range.
         """
         ...

@@ -11,6 +11,8 @@ from typing import Any
 import fastai
 import numpy as np
 import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import lr_find  # noqa: F401  (adds Learner.lr_find)
 from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
@@ -18,6 +20,7 @@ from fastai.metrics import accuracy_multi
 from fastai.torch_core import set_seed
 from PIL import Image
 
+from data_tools.roster import load_roster
 from model.bundle import load_bundle, save_bundle
 from model.data import (
     TRAIN,
@@ -49,6 +52,7 @@ class TrainConfig:
 
     prepared_dir: Path
     bundle_dir: Path
+    roster_path: Path | None = None
     bundle_name: str | None = None
     seed: int = 0
     batch_size: int = 32
@@ -66,7 +70,8 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     logger.info("training started", extra={"config": _config_json(config)})
     started = time.perf_counter()
     set_seed(config.seed, reproducible=True)
-    prepared = read_prepared(config.prepared_dir)
+    roster = load_roster(config.roster_path) if config.roster_path else None
+    prepared = read_prepared(config.prepared_dir, roster.slugs if roster else None)
     learner = build_learner(prepared, config)
 
     learner.freeze()
@@ -98,6 +103,8 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     metrics["training_seconds"] = round(time.perf_counter() - started, 1)
 
     manifest = build_manifest(config, prepared, metrics)
+    if roster is not None:
+        manifest["roster_file"] = {**roster.to_dict(), "fingerprint": roster.fingerprint()}
     save_bundle(
         config.bundle_dir,
         manifest=manifest,
@@ -114,7 +121,7 @@ def build_learner(prepared: PreparedFaces, config: TrainConfig) -> Learner:
     """Build the fastai learner: pretrained dlib body, fresh head, multilabel loss and metrics."""
     dataloaders = build_dataloaders(prepared, batch_size=config.batch_size)
     model = FaceModel(build_face_body(pretrained=True), DESCRIPTOR_SIZE, len(prepared.roster))
-    return Learner(
+    learner = Learner(
         dataloaders,
         model,
         loss_func=BCEWithLogitsLossFlat(),
@@ -122,6 +129,27 @@ def build_learner(prepared: PreparedFaces, config: TrainConfig) -> Learner:
         splitter=body_and_head_parameters,
         wd=config.weight_decay,
     )
+    # Epoch summaries go to the log; fastai's own progress bar and table would only clutter it.
+    learner.remove_cbs([ProgressCallback])
+    learner.add_cb(EpochLogger())
+    return learner
+
+
+class EpochLogger(Callback):
+    """Log each epoch's losses and metrics as one structured INFO line."""
+
+    order = 60
+
+    def after_epoch(self) -> None:
+        """Log the row fastai's recorder has just written."""
+        names = self.learn.recorder.metric_names[1:-1]
+        values = self.learn.recorder.log[1:-1]
+        summary = {
+            str(name): round(float(value), 4)
+            for name, value in zip(names, values, strict=False)
+            if isinstance(value, int | float | np.floating)
+        }
+        logger.info("epoch finished", extra={"epoch": self.epoch + 1, "figures": summary})
 
 
 def build_gallery(model: FaceModel, prepared: PreparedFaces, faces: Any) -> Gallery:
@@ -131,7 +159,7 @@ def build_gallery(model: FaceModel, prepared: PreparedFaces, faces: Any) -> Gall
     member_indices = np.array(
         [prepared.roster.index(labels.strip()) for labels in single["labels"]], dtype=np.int64
     )
-    return Gallery(descriptors, member_indices, len(prepared.roster))
+    return Gallery.from_raw(descriptors, member_indices, len(prepared.roster))
 
 
 def chip_metrics(

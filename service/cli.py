@@ -5,6 +5,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from data_tools import cli as data_tools_cli
 from data_tools.errors import MemberlensError
 from model import cli as model_cli
@@ -33,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one `memberlens` subcommand and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings: Settings = load_settings()
+    try:
+        settings: Settings = load_settings()
+    except ValidationError as err:
+        print(f"memberlens: error: invalid MEMBERLENS_* settings: {err}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format, verbose=args.verbose)
 
     try:

@@ -1,11 +1,28 @@
-"""Configure logging once at an entry point: readable text on a terminal, JSON lines otherwise."""
+"""Configure logging once at an entry point: readable text on a terminal, JSON lines otherwise.
+
+Every record logged while a request is served carries that request's id as `request_id`.
+"""
 
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 _STANDARD_ATTRIBUTES = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# Set by the request middleware; copied into worker threads with the rest of the context.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Add the id of the request being served, if any, to every record as `request_id`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the request id and keep the record."""
+        request_id = request_id_var.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +63,7 @@ def configure_logging(log_format: str, *, verbose: bool = False) -> None:
     is_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if is_json else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -181,3 +181,61 @@ def test_shared_voc_labels_export_to_csv_and_back_unchanged(tmp_path: Path) -> N
     again = next(photo for photo in back if photo.path.resolve() == first.path.resolve())
     assert [box.member for box in again.boxes] == [box.member for box in first.boxes]
     assert resolve_members(back, ROSTER).unknown_names.keys() >= {"jimin"}
+
+
+def test_labels_import_command_turns_a_csv_with_aliases_into_a_voc_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main as memberlens
+
+    _photo(tmp_path, "a.jpg")
+    labels = tmp_path / "labels.csv"
+    _write_csv(
+        labels,
+        [["a.jpg", 120, 80, "Taehyung", 1, 2, 30, 40], ["a.jpg", 120, 80, "Zed", 40, 2, 60, 40]],
+    )
+    roster = REPO_ROOT / "rosters" / "bts.yaml"
+
+    status = memberlens(
+        [
+            "labels",
+            "import",
+            str(labels),
+            "--format",
+            "csv",
+            "--roster",
+            str(roster),
+            "--out",
+            str(tmp_path / "voc"),
+        ]
+    )
+
+    assert status == 0
+    assert "dropped 1 boxes named 'Zed'" in capsys.readouterr().out
+    (photo,) = read_voc_labels(tmp_path / "voc")
+    assert photo.boxes == [LabelledBox("v", (1.0, 2.0, 30.0, 40.0))]
+
+
+def test_labels_export_command_writes_a_voc_folder_as_csv(tmp_path: Path) -> None:
+    from service.cli import main as memberlens
+
+    original = [LabelledPhoto(_photo(tmp_path, "a.jpg"), [LabelledBox("v", (5, 5, 50, 50))], 0, 0)]
+    write_voc_folder(original, tmp_path / "voc")
+
+    status = memberlens(
+        [
+            "labels",
+            "export",
+            str(tmp_path / "voc"),
+            "--format",
+            "csv",
+            "--out",
+            str(tmp_path / "out.csv"),
+        ]
+    )
+
+    assert status == 0
+    assert (tmp_path / "out.csv").read_text("utf-8").splitlines() == [
+        ",".join(CSV_COLUMNS),
+        "images/a.jpg,120,80,v,5,5,50,50",
+    ]

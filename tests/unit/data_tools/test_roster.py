@@ -61,7 +61,7 @@ def test_resolve_ignores_case_spaces_punctuation_and_accents() -> None:
 def test_resolve_unknown_name_raises_unknown_member() -> None:
     roster = parse_roster(_document())
 
-    with pytest.raises(UnknownMemberError, match="nobody|no member"):
+    with pytest.raises(UnknownMemberError, match="no member"):
         roster.resolve("Carla")
 
 
@@ -109,9 +109,7 @@ def test_missing_or_malformed_file_raises_dataset_error(tmp_path: Path) -> None:
 
 def test_fingerprint_changes_with_content_not_formatting(tmp_path: Path) -> None:
     compact = tmp_path / "compact.yaml"
-    compact.write_text(
-        "group: G\nmembers: [{slug: a, display_name: A}]\n", encoding="utf-8"
-    )
+    compact.write_text("group: G\nmembers: [{slug: a, display_name: A}]\n", encoding="utf-8")
     spaced = tmp_path / "spaced.yaml"
     spaced.write_text(
         "# comment\ngroup: G\nmembers:\n  - slug: a\n    display_name: A\n", encoding="utf-8"

@@ -40,7 +40,7 @@ def face_model() -> FaceModel:
 def gallery() -> Gallery:
     descriptors = np.array([[1.0, -1.0, -0.8], [-1.0, 1.0, -0.8]], dtype=np.float32)
     descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
-    return Gallery(descriptors, np.array([0, 1]), n_members=2)
+    return Gallery(descriptors, np.array([0, 1]), 2, np.zeros(3, dtype=np.float32))
 
 
 @pytest.fixture

@@ -49,22 +49,33 @@ def test_bundle_holds_no_pickle(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:
     save_bundle(
-        tmp_path / "b", manifest=_manifest(), face_model=face_model, gallery=gallery,
+        tmp_path / "b",
+        manifest=_manifest(),
+        face_model=face_model,
+        gallery=gallery,
         thresholds=thresholds,
     )
 
     names = sorted(path.name for path in (tmp_path / "b").iterdir())
 
-    assert names == ["face_model.safetensors", "gallery.safetensors", "manifest.json",
-                     "thresholds.json"]
+    assert names == [
+        "face_model.safetensors",
+        "gallery.safetensors",
+        "manifest.json",
+        "thresholds.json",
+    ]
     assert not list(tmp_path.glob(".b.*")), "no staging folder may be left behind"
 
 
 def test_existing_bundle_is_not_overwritten_unless_asked(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:
-    arguments = {"manifest": _manifest(), "face_model": face_model, "gallery": gallery,
-                 "thresholds": thresholds}
+    arguments = {
+        "manifest": _manifest(),
+        "face_model": face_model,
+        "gallery": gallery,
+        "thresholds": thresholds,
+    }
     save_bundle(tmp_path / "b", **arguments)  # type: ignore[arg-type]
 
     with pytest.raises(BundleLoadError, match="exists"):
@@ -82,8 +93,13 @@ def test_missing_bundle_says_how_to_make_one(tmp_path: Path) -> None:
 def test_truncated_weights_are_a_load_error(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:
-    save_bundle(tmp_path / "b", manifest=_manifest(), face_model=face_model, gallery=gallery,
-                thresholds=thresholds)
+    save_bundle(
+        tmp_path / "b",
+        manifest=_manifest(),
+        face_model=face_model,
+        gallery=gallery,
+        thresholds=thresholds,
+    )
     weights = tmp_path / "b" / "face_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
 
@@ -94,8 +110,13 @@ def test_truncated_weights_are_a_load_error(
 def test_manifest_of_another_format_version_is_refused(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:
-    save_bundle(tmp_path / "b", manifest=_manifest(), face_model=face_model, gallery=gallery,
-                thresholds=thresholds)
+    save_bundle(
+        tmp_path / "b",
+        manifest=_manifest(),
+        face_model=face_model,
+        gallery=gallery,
+        thresholds=thresholds,
+    )
     manifest_path = tmp_path / "b" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["format_version"] = 99

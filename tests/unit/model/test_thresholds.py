@@ -68,9 +68,7 @@ def test_tuning_separates_members_from_strangers() -> None:
         dtype=np.float32,
     )
     similarities = np.full_like(probabilities, 0.5)
-    targets = np.array(
-        [[1, 0], [1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1]], dtype=bool
-    )
+    targets = np.array([[1, 0], [1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1]], dtype=bool)
 
     thresholds = tune_thresholds(ROSTER, probabilities, similarities, targets, stranger_cost=4.0)
     eligible = thresholds.eligible(ROSTER, probabilities, similarities)

@@ -1,0 +1,89 @@
+"""Run inference off the event loop in a bounded pool, refusing work when the queue is full."""
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from service.errors import ServiceOverloadedError
+
+logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
+_DRAIN_POLL_S = 0.05
+
+
+class InferencePool:
+    """At most `workers` inferences run at once in threads and at most `queue_size` wait.
+
+    A request beyond that is refused at once with `ServiceOverloadedError` (503 and
+    Retry-After) instead of joining a backlog that only grows while clients time out.
+    """
+
+    def __init__(self, *, workers: int, queue_size: int, retry_after_s: int) -> None:
+        """Size the pool; `retry_after_s` is what refused clients are told to wait."""
+        self.workers = workers
+        self.queue_size = queue_size
+        self.retry_after_s = retry_after_s
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._admitted = 0
+        self.rejected = 0
+
+    @property
+    def running(self) -> int:
+        """Count the inferences running now."""
+        return int(self._limiter.borrowed_tokens) if self._limiter is not None else 0
+
+    @property
+    def waiting(self) -> int:
+        """Count the admitted inferences that wait for a worker."""
+        return self._admitted - self.running
+
+    def check_capacity(self) -> None:
+        """Refuse early, before an upload is read, when a new inference could not be admitted.
+
+        Raises:
+            ServiceOverloadedError: every worker is busy and the queue is full.
+        """
+        if self._admitted >= self.workers + self.queue_size:
+            self.rejected += 1
+            logger.warning(
+                "inference queue full, request refused",
+                extra={"running": self.running, "waiting": self.waiting},
+            )
+            raise ServiceOverloadedError(self.retry_after_s)
+
+    async def run(self, work: Callable[[], ResultT]) -> ResultT:
+        """Run `work` in a worker thread and return its result.
+
+        Raises:
+            ServiceOverloadedError: every worker is busy and the queue is full.
+        """
+        self.check_capacity()
+        self._admitted += 1
+        try:
+            # A client that goes away does not cancel the thread: the slot stays taken until
+            # the inference ends, so the count of admitted work stays true.
+            return await anyio.to_thread.run_sync(work, limiter=self._get_limiter())
+        finally:
+            self._admitted -= 1
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until no inference is admitted, at most `timeout_s`; tell whether it emptied."""
+        with anyio.move_on_after(timeout_s):
+            while self._admitted > 0:
+                await anyio.sleep(_DRAIN_POLL_S)
+        if self._admitted > 0:
+            logger.warning(
+                "shutdown with inferences still running", extra={"admitted": self._admitted}
+            )
+            return False
+        return True
+
+    def _get_limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use: a limiter belongs to the event loop that runs the app.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.workers)
+        return self._limiter
