@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -54,9 +53,6 @@ FACE_COLUMNS = (
 PHOTO_COLUMNS = ("photo", "split", "group_key", "width", "height", "boxes")
 GROUP_SOURCE = "group"
 STRANGER_SOURCE = "stranger"
-# A stranger photo's face is the one nearest the centre among faces at least this share of
-# the largest face's area: web photos of one person often show smaller faces behind them.
-LARGE_FACE_SHARE = 0.5
 # Labels drawn on a photo of another size are rescaled when the aspect ratio agrees this well.
 _ASPECT_TOLERANCE = 0.02
 # A source whose chips lie this much outside their photos on average is warned about.
@@ -303,16 +299,21 @@ class _Run:
         photo = self._load_or_none(photo_path, counts.unreadable_photos)
         if photo is None:
             return
-        face = central_large_face(self.detector.detect(photo), photo.shape[1], photo.shape[0])
-        if face is None:
+        faces = self.detector.detect(photo)
+        if not faces:
             counts.photos_without_face += 1
             return
-        chip_path = self.chips.write(_chip_id(photo_path, 0), align_faces(photo, [face])[0])
-        self.face_rows.append(
-            _face_row(
-                chip_path, photo_path, STRANGER_SOURCE, split, "", face, group_key, photo.shape
+        # Every face in a stranger's photo is nobody known, the small ones in the background
+        # included: those are the faces a model is most tempted to name, so they must be
+        # in training and in the faces that thresholds are tuned on.
+        chips = align_faces(photo, faces)
+        for face_index, (face, chip) in enumerate(zip(faces, chips, strict=True)):
+            chip_path = self.chips.write(_chip_id(photo_path, face_index), chip)
+            self.face_rows.append(
+                _face_row(
+                    chip_path, photo_path, STRANGER_SOURCE, split, "", face, group_key, photo.shape
+                )
             )
-        )
         counts.photos_used += 1
 
     def _load_or_none(self, path: Path, unreadable: list[str]) -> NDArray[np.uint8] | None:
@@ -358,25 +359,6 @@ def pick_photos(photo_files: Sequence[Path], limit: int, seed: int) -> list[Path
     person = normalise_name(ordered[0].parent.name)
     picked = random.Random(f"{seed}/{person}").sample(ordered, limit)
     return sorted(picked, key=lambda path: normalise_name(path.name))
-
-
-def central_large_face(faces: Sequence[Face], width: int, height: int) -> Face | None:
-    """Return the face nearest the photo's centre among the large ones, or None."""
-    if not faces:
-        return None
-    areas = [(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]) for face in faces]
-    large = [
-        face
-        for face, area in zip(faces, areas, strict=True)
-        if area >= LARGE_FACE_SHARE * max(areas)
-    ]
-
-    def distance_to_centre(face: Face) -> float:
-        centre_x = (face.box[0] + face.box[2]) / 2
-        centre_y = (face.box[1] + face.box[3]) / 2
-        return math.hypot(centre_x - width / 2, centre_y - height / 2)
-
-    return min(large, key=distance_to_centre)
 
 
 def _boxes_in_photo(

@@ -12,13 +12,12 @@ def assign_members(
 ) -> NDArray[np.int64]:
     """Assign members to faces so that the sum of probabilities of the kept pairs is largest.
 
-    A pair (face, member) can be kept only where `is_eligible` is true (its probability passed
-    the member's threshold and any other gate). Every member goes to at most one face and every
-    face to at most one member.
+    A pair (face, member) can be kept only where `is_eligible` is true. Every member goes to
+    at most one face and every face to at most one member.
 
     Args:
         probabilities: (n_faces, n_members) face-model probabilities in [0, 1].
-        is_eligible: (n_faces, n_members) which pairs passed their thresholds.
+        is_eligible: (n_faces, n_members) which pairs may be kept.
 
     Returns:
         (n_faces,) the member index for each face, or `NOBODY` (-1).
@@ -36,3 +35,22 @@ def assign_members(
         if is_eligible[face_index, member_index]:
             assigned[face_index] = member_index
     return assigned
+
+
+def name_faces(
+    probabilities: NDArray[np.float32], is_known: NDArray[np.bool_]
+) -> NDArray[np.int64]:
+    """Name the known faces of one photo, each member at most once.
+
+    A known face whose most probable member goes to a surer face takes its next best member;
+    in group photos this mends many faces whose first guess was wrong.
+
+    Args:
+        probabilities: (n_faces, n_members) face-model probabilities.
+        is_known: (n_faces,) faces that passed their thresholds; the others stay nobody.
+
+    Returns:
+        (n_faces,) the member index for each face, or `NOBODY` (-1).
+    """
+    eligible = np.repeat(is_known[:, None], probabilities.shape[1], axis=1)
+    return assign_members(probabilities, eligible)

@@ -43,9 +43,9 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--head-epochs", type=int, default=2, help="epochs with the body frozen")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs with the body unfrozen")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs with the body unfrozen")
     parser.add_argument("--head-lr", type=float, default=3e-3)
-    parser.add_argument("--body-lr", type=float, default=3e-5)
+    parser.add_argument("--body-lr", type=float, default=5e-5)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument(
         "--stranger-cost",

@@ -57,7 +57,7 @@ def body_and_head_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
 
 @torch.inference_mode()
 def describe_crops(
-    model: FaceModel, crops: torch.Tensor, *, batch_size: int = 64
+    model: FaceModel, crops: torch.Tensor, *, batch_size: int = 64, is_flip_averaged: bool = True
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Score normalised crops in batches with the model in eval mode.
 
@@ -65,6 +65,7 @@ def describe_crops(
         model: the face model.
         crops: (N, 3, H, W) float crops, normalised as the body expects.
         batch_size: crops per forward pass.
+        is_flip_averaged: also score each crop mirrored left to right and average the two.
 
     Returns:
         (N, D) descriptors and (N, n_members) probabilities, both float32.
@@ -74,9 +75,17 @@ def describe_crops(
     descriptor_batches: list[torch.Tensor] = []
     probability_batches: list[torch.Tensor] = []
     for start in range(0, crops.shape[0], batch_size):
-        descriptors, logits = model.describe(crops[start : start + batch_size])
+        batch = crops[start : start + batch_size]
+        descriptors, logits = model.describe(batch)
+        probabilities = torch.sigmoid(logits)
+        if is_flip_averaged:
+            # A face and its mirror image are the same person; averaging the two answers
+            # steadies the scores of faces seen at an angle.
+            flipped_descriptors, flipped_logits = model.describe(torch.flip(batch, dims=[3]))
+            descriptors = (descriptors + flipped_descriptors) / 2
+            probabilities = (probabilities + torch.sigmoid(flipped_logits)) / 2
         descriptor_batches.append(descriptors)
-        probability_batches.append(torch.sigmoid(logits))
+        probability_batches.append(probabilities)
     model.train(was_training)
     if not descriptor_batches:
         n_members = model.head[-1].out_features

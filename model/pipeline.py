@@ -14,7 +14,7 @@ from data_tools.align import align_faces
 from data_tools.errors import BundleLoadError, InvalidParameterError
 from data_tools.faces import Face, FaceDetector, MtcnnDetector
 from data_tools.photos import decode_photo
-from model.assign import NOBODY, assign_members
+from model.assign import NOBODY, name_faces
 from model.bundle import Bundle, load_bundle
 from model.face_body import chips_to_tensor
 from model.face_model import describe_crops
@@ -149,8 +149,9 @@ class Pipeline:
         chips = align_faces(photo, faces)
         descriptors, probabilities = describe_crops(self.bundle.face_model, chips_to_tensor(chips))
         similarities = self.bundle.gallery.similarities(descriptors)
-        eligible = thresholds.eligible(roster, probabilities, similarities)
-        assigned = assign_members(probabilities, eligible)
+        assigned = name_faces(
+            probabilities, thresholds.is_known(roster, probabilities, similarities)
+        )
         timings["faces"] = _elapsed_ms(started)
 
         height, width = photo.shape[:2]

@@ -50,19 +50,28 @@ class Thresholds:
         canonical = json.dumps(cuts, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def eligible(
+    def is_known(
         self,
         roster: list[str],
         probabilities: NDArray[np.float32],
         similarities: NDArray[np.float32],
     ) -> NDArray[np.bool_]:
-        """Return (n_faces, n_members): which (face, member) pairs pass both cuts."""
+        """Return (n_faces,): which faces pass both cuts of their most probable member.
+
+        A face that passes is someone known; which member it is, the one-to-one assignment
+        over the whole photo decides (see `model.assign.name_faces`).
+        """
+        n_faces = probabilities.shape[0]
+        if n_faces == 0:
+            return np.zeros(0, dtype=bool)
+        top = probabilities.argmax(axis=1)
+        rows = np.arange(n_faces)
         face_cuts = np.array([self.face[member] for member in roster], dtype=np.float32)
         gallery_cuts = np.array([self.gallery[member] for member in roster], dtype=np.float32)
-        passed: NDArray[np.bool_] = (probabilities >= face_cuts[None, :]) & (
-            similarities >= gallery_cuts[None, :]
+        known: NDArray[np.bool_] = (probabilities[rows, top] >= face_cuts[top]) & (
+            similarities[rows, top] >= gallery_cuts[top]
         )
-        return passed
+        return known
 
     def with_member(
         self, member: str, *, face: float | None = None, gallery: float | None = None
@@ -130,31 +139,33 @@ def tune_thresholds(
     roster: list[str],
     probabilities: NDArray[np.float32],
     similarities: NDArray[np.float32],
-    targets: NDArray[np.bool_],
+    is_member_face: NDArray[np.bool_],
     *,
     stranger_cost: float,
 ) -> Thresholds:
     """Choose each member's face and gallery cuts on validation faces.
 
-    For member m, the faces whose highest probability is m are the ones the cuts decide about.
-    Each pair of cuts is scored as: faces of m named m, minus faces of other members named m,
-    minus `stranger_cost` times faces of nobody known named m. Ties go to the stricter cuts.
+    The cuts decide whether a face is someone known at all: a face is known when it passes the
+    cuts of its most probable member. Which member it is comes afterwards from the one-to-one
+    assignment over the photo, which often mends a face whose most probable member is wrong;
+    so a member face counts as a gain whichever member it is, and a stranger as a loss. For
+    member m, the faces whose most probable member is m are scored: member faces that pass,
+    minus `stranger_cost` times strangers that pass. Ties go to the stricter cuts.
 
     Args:
         roster: member slugs, in label order.
         probabilities: (n_faces, n_members) face-model probabilities.
         similarities: (n_faces, n_members) similarity of each face to each member's known faces.
-        targets: (n_faces, n_members) true labels; a stranger's row is all false.
-        stranger_cost: how many correct names one stranger named as a member is worth.
+        is_member_face: (n_faces,) true for a face of any member, false for a stranger.
+        stranger_cost: how many named member faces one stranger named as a member is worth.
 
     Returns:
         The tuned thresholds, with counts of what they were tuned on.
     """
-    if probabilities.shape != targets.shape or similarities.shape != targets.shape:
-        raise InvalidParameterError("probabilities, similarities and targets must share a shape")
     n_faces = probabilities.shape[0]
+    if similarities.shape != probabilities.shape or is_member_face.shape != (n_faces,):
+        raise InvalidParameterError("probabilities, similarities and labels do not match")
     top_member = probabilities.argmax(axis=1) if n_faces else np.zeros(0, dtype=np.int64)
-    is_stranger = ~targets.any(axis=1)
 
     face_cuts: dict[str, float] = {}
     gallery_cuts: dict[str, float] = {}
@@ -163,13 +174,12 @@ def tune_thresholds(
         face_cuts[member], gallery_cuts[member] = _tune_member(
             probabilities[rows, index],
             similarities[rows, index],
-            is_member=targets[rows, index],
-            is_stranger=is_stranger[rows],
+            is_member=is_member_face[rows],
             stranger_cost=stranger_cost,
         )
     tuned_on = {
         "faces": int(n_faces),
-        "stranger_faces": int(is_stranger.sum()),
+        "stranger_faces": int((~is_member_face).sum()),
         "stranger_cost": stranger_cost,
     }
     logger.info("thresholds tuned", extra=tuned_on)
@@ -181,7 +191,6 @@ def _tune_member(
     similarities: NDArray[np.float32],
     *,
     is_member: NDArray[np.bool_],
-    is_stranger: NDArray[np.bool_],
     stranger_cost: float,
 ) -> tuple[float, float]:
     if probabilities.size == 0:
@@ -195,7 +204,7 @@ def _tune_member(
     named = (probabilities[None, None, :] >= face_grid[:, None, None]) & (
         similarities[None, None, :] >= gallery_grid[None, :, None]
     )
-    gain = np.where(is_member, 1.0, np.where(is_stranger, -stranger_cost, -1.0))
+    gain = np.where(is_member, 1.0, -stranger_cost)
     scores = (named * gain[None, None, :]).sum(axis=2)
 
     best = scores.max()

@@ -21,6 +21,7 @@ from fastai.torch_core import set_seed
 from PIL import Image
 
 from data_tools.roster import load_roster
+from model.assign import NOBODY, name_faces
 from model.bundle import load_bundle, save_bundle
 from model.data import (
     TRAIN,
@@ -58,8 +59,8 @@ class TrainConfig:
     batch_size: int = 32
     head_epochs: int = 2
     head_lr: float = 3e-3
-    epochs: int = 6
-    body_lr: float = 3e-5
+    epochs: int = 10
+    body_lr: float = 5e-5
     weight_decay: float = 0.01
     stranger_cost: float = 4.0
     overwrite: bool = False
@@ -94,12 +95,15 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
         prepared.roster,
         valid_probabilities,
         valid_similarities,
-        valid_targets,
+        valid_targets.any(axis=1),
         stranger_cost=config.stranger_cost,
     )
-    metrics = chip_metrics(
-        prepared.roster, thresholds, valid_probabilities, valid_similarities, valid_targets
+    named = name_faces_by_photo(
+        valid_faces["photo"].to_numpy(),
+        valid_probabilities,
+        thresholds.is_known(prepared.roster, valid_probabilities, valid_similarities),
     )
+    metrics = chip_metrics(prepared.roster, named, valid_targets)
     metrics["training_seconds"] = round(time.perf_counter() - started, 1)
 
     manifest = build_manifest(config, prepared, metrics)
@@ -131,6 +135,7 @@ def build_learner(prepared: PreparedFaces, config: TrainConfig) -> Learner:
     )
     # Epoch summaries go to the log; fastai's own progress bar and table would only clutter it.
     learner.remove_cbs([ProgressCallback])
+    learner.logger = _ignore_row
     learner.add_cb(EpochLogger())
     return learner
 
@@ -162,32 +167,37 @@ def build_gallery(model: FaceModel, prepared: PreparedFaces, faces: Any) -> Gall
     return Gallery.from_raw(descriptors, member_indices, len(prepared.roster))
 
 
-def chip_metrics(
-    roster: list[str],
-    thresholds: Thresholds,
-    probabilities: np.ndarray,
-    similarities: np.ndarray,
-    targets: np.ndarray,
-) -> dict[str, Any]:
-    """Measure decisions on single chips at the tuned thresholds (no detection, no assignment)."""
-    eligible = thresholds.eligible(roster, probabilities, similarities)
-    masked = np.where(eligible, probabilities, -1.0)
-    best = masked.argmax(axis=1) if len(masked) else np.zeros(0, dtype=np.int64)
-    named = np.zeros_like(targets)
-    for face_index, member_index in enumerate(best):
-        if eligible[face_index, member_index]:
-            named[face_index, member_index] = True
+def name_faces_by_photo(
+    photos: np.ndarray, probabilities: np.ndarray, is_known: np.ndarray
+) -> np.ndarray:
+    """Name the faces of each photo as the pipeline does: known faces, one-to-one per photo.
+
+    Returns:
+        (n_faces,) member index per face, or `NOBODY`.
+    """
+    named = np.full(len(photos), NOBODY, dtype=np.int64)
+    for photo in dict.fromkeys(photos.tolist()):
+        rows = np.flatnonzero(photos == photo)
+        named[rows] = name_faces(probabilities[rows], is_known[rows])
+    return named
+
+
+def chip_metrics(roster: list[str], named: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """Measure the names given to validation chips (detection misses are not counted here)."""
+    named_onehot = np.zeros_like(targets)
+    rows = np.flatnonzero(named != NOBODY)
+    named_onehot[rows, named[rows]] = True
     is_stranger = ~targets.any(axis=1)
     member_rows = ~is_stranger
-    correct = (named == targets).all(axis=1)
+    correct = (named_onehot == targets).all(axis=1)
     return {
         "valid_member_faces": int(member_rows.sum()),
         "valid_stranger_faces": int(is_stranger.sum()),
         "chip_accuracy_members": float(correct[member_rows].mean()) if member_rows.any() else None,
-        "chip_strangers_named": float(named[is_stranger].any(axis=1).mean())
+        "chip_strangers_named": float(named_onehot[is_stranger].any(axis=1).mean())
         if is_stranger.any()
         else None,
-        "per_member": precision_recall(named, targets, roster),
+        "per_member": precision_recall(named_onehot, targets, roster),
     }
 
 
@@ -233,6 +243,10 @@ def _describe_chips(
     return describe_crops(model, chips_to_tensor(chips))
 
 
+def _ignore_row(row: object) -> None:
+    """Swallow fastai's printed results table; `EpochLogger` logs the same figures."""
+
+
 def _config_json(config: TrainConfig) -> dict[str, Any]:
     fields = asdict(config)
     return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items()}
@@ -258,7 +272,7 @@ def retune_thresholds(bundle_dir: Path, prepared_dir: Path, *, stranger_cost: fl
         bundle.roster,
         probabilities,
         bundle.gallery.similarities(descriptors),
-        targets_of(valid_faces, bundle.roster),
+        targets_of(valid_faces, bundle.roster).any(axis=1),
         stranger_cost=stranger_cost,
     )
     save_thresholds(bundle_dir, thresholds)

@@ -27,7 +27,7 @@ PREPARE_ARGS = [
     "--limit-photos", str(SUBSET_PHOTOS),
     "--max-stranger-photos-per-person", str(SUBSET_STRANGER_PHOTOS_PER_PERSON),
 ]
-TRAIN_ARGS = ["--seed", "0", "--head-epochs", "2", "--epochs", "3", "--name", "test-small"]
+TRAIN_ARGS = ["--seed", "0", "--head-epochs", "2", "--epochs", "6", "--name", "test-small"]
 
 
 def _code_digest(*packages: str) -> str:

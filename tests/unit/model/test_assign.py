@@ -1,6 +1,6 @@
 import numpy as np
 
-from model.assign import NOBODY, assign_members
+from model.assign import NOBODY, assign_members, name_faces
 
 
 def test_each_member_goes_to_at_most_one_face() -> None:
@@ -44,3 +44,19 @@ def test_more_faces_than_members_leaves_the_weakest_unnamed() -> None:
     assigned = assign_members(probabilities, probabilities >= 0.5)
 
     assert assigned.tolist() == [NOBODY, 0, NOBODY]
+
+
+def test_known_face_takes_its_next_best_member_when_the_first_is_taken() -> None:
+    probabilities = np.array([[0.9, 0.3], [0.6, 0.4]], dtype=np.float32)
+
+    named = name_faces(probabilities, np.array([True, True]))
+
+    assert named.tolist() == [0, 1]
+
+
+def test_unknown_face_stays_nobody_even_with_a_free_member() -> None:
+    probabilities = np.array([[0.9, 0.3], [0.6, 0.4]], dtype=np.float32)
+
+    named = name_faces(probabilities, np.array([True, False]))
+
+    assert named.tolist() == [0, NOBODY]

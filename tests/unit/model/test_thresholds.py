@@ -68,24 +68,38 @@ def test_tuning_separates_members_from_strangers() -> None:
         dtype=np.float32,
     )
     similarities = np.full_like(probabilities, 0.5)
-    targets = np.array([[1, 0], [1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1]], dtype=bool)
+    is_member_face = np.array([True, True, True, False, False, True, True])
 
-    thresholds = tune_thresholds(ROSTER, probabilities, similarities, targets, stranger_cost=4.0)
-    eligible = thresholds.eligible(ROSTER, probabilities, similarities)
+    thresholds = tune_thresholds(
+        ROSTER, probabilities, similarities, is_member_face, stranger_cost=4.0
+    )
+    known = thresholds.is_known(ROSTER, probabilities, similarities)
 
-    assert eligible[:3, 0].all()
-    assert not eligible[3:5].any()
-    assert eligible[5:, 1].all()
+    assert known.tolist() == [True, True, True, False, False, True, True]
+
+
+def test_member_face_with_a_wrong_first_guess_still_counts_as_known() -> None:
+    # The second face is suga's, though the model's first guess is jin: it is still a member.
+    probabilities = np.array([[0.9, 0.1], [0.7, 0.6], [0.3, 0.1]], dtype=np.float32)
+    similarities = np.full_like(probabilities, 0.5)
+    is_member_face = np.array([True, True, False])
+
+    thresholds = tune_thresholds(
+        ROSTER, probabilities, similarities, is_member_face, stranger_cost=4.0
+    )
+
+    assert thresholds.is_known(ROSTER, probabilities, similarities).tolist() == [True, True, False]
 
 
 def test_tuning_uses_gallery_similarity_when_probability_cannot_separate() -> None:
     # A stranger with jin's probability but far from jin's known faces.
     probabilities = np.array([[0.9, 0.0], [0.9, 0.0], [0.9, 0.0]], dtype=np.float32)
     similarities = np.array([[0.8, 0.0], [0.7, 0.0], [0.1, 0.0]], dtype=np.float32)
-    targets = np.array([[1, 0], [1, 0], [0, 0]], dtype=bool)
+    is_member_face = np.array([True, True, False])
 
-    thresholds = tune_thresholds(ROSTER, probabilities, similarities, targets, stranger_cost=4.0)
-    eligible = thresholds.eligible(ROSTER, probabilities, similarities)
+    thresholds = tune_thresholds(
+        ROSTER, probabilities, similarities, is_member_face, stranger_cost=4.0
+    )
 
-    assert eligible[:, 0].tolist() == [True, True, False]
+    assert thresholds.is_known(ROSTER, probabilities, similarities).tolist() == [True, True, False]
     assert thresholds.tuned_on["stranger_faces"] == 1
