@@ -131,7 +131,9 @@ def align_face(
     Returns:
         (size_px, size_px, 3) RGB uint8, bilinear; parts outside the photo repeat its edge.
     """
-    return align_faces(photo, [Face((0.0, 0.0, 0.0, 0.0), np.asarray(landmarks), 0.0)], size_px)[0]
+    face = Face((0.0, 0.0, 0.0, 0.0), np.asarray(landmarks, dtype=np.float32), 0.0)
+    chip: NDArray[np.uint8] = align_faces(photo, [face], size_px)[0]
+    return chip
 
 
 def align_faces(

@@ -69,7 +69,7 @@ class PrepareOptions:
     seed: int = 0
     valid_share: float = 0.2
     limit_photos: int | None = None
-    max_stranger_photos_per_person: int = 40
+    max_stranger_photos_per_person: int = 100
     min_face_size_px: int = DEFAULT_MIN_FACE_SIZE_PX
     max_side_px: int | None = DEFAULT_MAX_SIDE_PX
     max_photo_bytes: int = 50 * 1024 * 1024

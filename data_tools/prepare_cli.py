@@ -50,8 +50,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="use only the first N labelled group photos, by file name (for quick runs)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-stranger-photos-per-person", type=_positive_int, default=40, metavar="N",
-        help="at most N photos per stranger, picked at random by the seed (default: 40)",
+        "--max-stranger-photos-per-person", type=_positive_int, default=100, metavar="N",
+        help="at most N photos per stranger, picked at random by the seed (default: 100)",
     )  # fmt: skip
     _add_detector_arguments(parser)
     parser.set_defaults(handler=run_prepare)

@@ -50,7 +50,7 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument(
         "--stranger-cost",
         type=float,
-        default=4.0,
+        default=2.0,
         help="threshold tuning: one stranger named costs this many correct names",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
@@ -89,7 +89,7 @@ def _register_thresholds(
     tune = actions.add_parser("tune", help="retune on the valid split, without retraining")
     tune.add_argument("--bundle", type=Path, required=True)
     tune.add_argument("--prepared", type=Path, required=True, help="folder from `prepare`")
-    tune.add_argument("--stranger-cost", type=float, default=4.0)
+    tune.add_argument("--stranger-cost", type=float, default=2.0)
     tune.set_defaults(handler=_run_thresholds_tune)
 
     edit = actions.add_parser("set", help="set one member's thresholds by hand")
@@ -133,6 +133,7 @@ def _register_identify(subparsers: "argparse._SubParsersAction[argparse.Argument
 def _run_train(args: argparse.Namespace, settings: "Settings") -> int:
     from model.train import TrainConfig, train_bundle
 
+    _set_torch_threads(settings.torch_threads)
     config = TrainConfig(
         prepared_dir=args.prepared,
         bundle_dir=args.out,
@@ -209,6 +210,7 @@ def _run_thresholds_set(args: argparse.Namespace, settings: "Settings") -> int:
 def _run_evaluate(args: argparse.Namespace, settings: "Settings") -> int:
     from model.evaluate import evaluate_bundle, format_report
 
+    _set_torch_threads(settings.torch_threads)
     report = evaluate_bundle(
         args.bundle,
         args.prepared,
@@ -270,6 +272,14 @@ def _format_table(photo_name: str, result: Any) -> str:
         name = face["member"] or "nobody known"
         lines.append(f"  {name:<14}{where:<26}{best}")
     return "\n".join(lines)
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Apply MEMBERLENS_TORCH_THREADS; on a shared machine one thread can beat two."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _print_json(value: Any) -> None:

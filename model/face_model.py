@@ -88,9 +88,10 @@ def describe_crops(
         probability_batches.append(probabilities)
     model.train(was_training)
     if not descriptor_batches:
-        n_members = model.head[-1].out_features
-        descriptor_size = model.head[0].num_features
-        return np.zeros((0, descriptor_size), np.float32), np.zeros((0, n_members), np.float32)
+        linear = model.head[-1]
+        assert isinstance(linear, nn.Linear)
+        empty_descriptors = np.zeros((0, linear.in_features), np.float32)
+        return empty_descriptors, np.zeros((0, linear.out_features), np.float32)
     return (
         torch.cat(descriptor_batches).numpy().astype(np.float32),
         torch.cat(probability_batches).numpy().astype(np.float32),

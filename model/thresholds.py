@@ -131,7 +131,8 @@ def load_thresholds(bundle_dir: Path, roster: list[str]) -> Thresholds:
     gallery = _member_cuts(raw.get("gallery"), roster, path, "gallery", -1.0, 1.0)
     image_raw = raw.get("image") or {}
     image = _member_cuts(image_raw, roster, path, "image", 0.0, 1.0) if image_raw else {}
-    tuned_on = raw.get("tuned_on") if isinstance(raw.get("tuned_on"), dict) else {}
+    tuned_raw = raw.get("tuned_on")
+    tuned_on: dict[str, Any] = tuned_raw if isinstance(tuned_raw, dict) else {}
     return Thresholds(face, gallery, image, tuned_on)
 
 

@@ -62,7 +62,7 @@ class TrainConfig:
     epochs: int = 10
     body_lr: float = 5e-5
     weight_decay: float = 0.01
-    stranger_cost: float = 4.0
+    stranger_cost: float = 2.0
     overwrite: bool = False
 
 
@@ -95,7 +95,7 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
         prepared.roster,
         valid_probabilities,
         valid_similarities,
-        valid_targets.any(axis=1),
+        np.asarray(valid_targets.any(axis=1), dtype=bool),
         stranger_cost=config.stranger_cost,
     )
     named = name_faces_by_photo(
@@ -272,7 +272,7 @@ def retune_thresholds(bundle_dir: Path, prepared_dir: Path, *, stranger_cost: fl
         bundle.roster,
         probabilities,
         bundle.gallery.similarities(descriptors),
-        targets_of(valid_faces, bundle.roster).any(axis=1),
+        np.asarray(targets_of(valid_faces, bundle.roster).any(axis=1), dtype=bool),
         stranger_cost=stranger_cost,
     )
     save_thresholds(bundle_dir, thresholds)
