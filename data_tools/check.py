@@ -8,7 +8,6 @@ exact or near duplicates. A JSON report records every decision.
 import io
 import json
 import logging
-import os
 import shutil
 import struct
 import warnings
@@ -20,6 +19,7 @@ from typing import TypedDict
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from data_tools.atomic import write_text_atomic
 from data_tools.collect_journal import PHOTOS_DIR
 from data_tools.duplicates import DEFAULT_MAX_HAMMING_DISTANCE, group_duplicates
 from data_tools.errors import DatasetError
@@ -211,6 +211,4 @@ def _write_report(path: Path, report: CheckReport) -> None:
         "counts": dict(report.counts()),
         "files": report.verdicts,
     }
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(document, indent=2, ensure_ascii=False))

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TypedDict
 
 from PIL import Image
 
+from data_tools.atomic import write_text_atomic
 from data_tools.errors import DatasetError, InvalidParameterError
 from data_tools.prepare import FACE_COLUMNS, FACES_FILE, PHOTO_COLUMNS, PHOTOS_FILE
 
@@ -159,9 +159,9 @@ class LabelledSet:
             "faces": self.faces,
             "empty_photos": self.empty_photos,
         }
-        write_atomically(self.root / PROPOSALS_FILE, json.dumps(document, indent=1))
-        write_atomically(self.root / FACES_FILE, _csv_text(FACE_COLUMNS, self._face_rows()))
-        write_atomically(self.root / PHOTOS_FILE, _csv_text(PHOTO_COLUMNS, self._photo_rows()))
+        write_text_atomic(self.root / PROPOSALS_FILE, json.dumps(document, indent=1))
+        write_text_atomic(self.root / FACES_FILE, _csv_text(FACE_COLUMNS, self._face_rows()))
+        write_text_atomic(self.root / PHOTOS_FILE, _csv_text(PHOTO_COLUMNS, self._photo_rows()))
 
     def _face_rows(self) -> list[dict[str, str]]:
         return [
@@ -205,20 +205,6 @@ def face_id_of(relative_photo: str, face_index: int) -> str:
     """Return a face's id: stable for the same photo path and face index across runs."""
     digest = hashlib.sha256(relative_photo.encode("utf-8")).hexdigest()[:16]
     return f"{digest}-{face_index:02d}"
-
-
-def write_atomically(path: Path, content: str | bytes) -> None:
-    """Write a file through a temporary name, so that no reader ever sees half of it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        encoded = content.encode("utf-8") if isinstance(content, str) else content
-        with temporary.open("wb") as stream:
-            stream.write(encoded)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _member_after(face: FaceRecord, decision: str, member: str) -> str:

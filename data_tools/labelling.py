@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from data_tools.align import align_faces
+from data_tools.atomic import write_bytes_atomic
 from data_tools.collect_journal import PHOTOS_DIR
 from data_tools.duplicates import group_duplicates, split_groups
 from data_tools.errors import DatasetError, MemberlensError
@@ -38,7 +39,6 @@ from data_tools.labelled_set import (
     LabelledSet,
     face_id_of,
     training_labels,
-    write_atomically,
 )
 from data_tools.photos import load_photo
 from data_tools.prepare import CHIPS_FOLDER
@@ -308,13 +308,13 @@ class _DescriptorCache:
         )
         buffer = io.BytesIO()
         np.savez(buffer, face_ids=np.array(face_ids), descriptors=vectors)
-        write_atomically(path, buffer.getvalue())
+        write_bytes_atomic(path, buffer.getvalue())
 
 
 def _write_png_atomically(path: Path, chip: NDArray[np.uint8]) -> None:
     buffer = io.BytesIO()
     Image.fromarray(chip).save(buffer, format="PNG")
-    write_atomically(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _sha256_of(path: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from data_tools.atomic import write_text_atomic
 from data_tools.errors import DatasetError, UnknownMemberError
 from data_tools.labelled_set import LabelledSet, training_labels
 from data_tools.roster import Roster
@@ -193,16 +194,6 @@ def collection_labels(collection: Path) -> list[LabelledPhoto]:
         width, height = _image_size(path)
         photos.append(LabelledPhoto(path=path, boxes=boxes, width=width, height=height))
     return photos
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary name, so a reader never sees half of it."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
 
 
 def _photo_path(photos_root: Path, name: str) -> Path:

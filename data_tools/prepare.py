@@ -12,11 +12,10 @@ import hashlib
 import io
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from data_tools.align import align_faces, chip_outside_share
+from data_tools.atomic import write_text_atomic, write_with_atomic
 from data_tools.duplicates import group_duplicates, split_groups
 from data_tools.errors import DatasetError, InvalidParameterError, MemberlensError
 from data_tools.faces import DEFAULT_MAX_SIDE_PX, DEFAULT_MIN_FACE_SIZE_PX, Face, FaceDetector
@@ -504,9 +504,9 @@ def _write_outputs(
     photo_rows: list[dict[str, str]],
     report: PrepareReport,
 ) -> None:
-    _write_text_atomically(out_folder / FACES_FILE, _csv_text(FACE_COLUMNS, face_rows))
-    _write_text_atomically(out_folder / PHOTOS_FILE, _csv_text(PHOTO_COLUMNS, photo_rows))
-    _write_text_atomically(
+    write_text_atomic(out_folder / FACES_FILE, _csv_text(FACE_COLUMNS, face_rows))
+    write_text_atomic(out_folder / PHOTOS_FILE, _csv_text(PHOTO_COLUMNS, photo_rows))
+    write_text_atomic(
         out_folder / REPORT_FILE, json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n"
     )
 
@@ -519,19 +519,6 @@ def _csv_text(columns: Sequence[str], rows: list[dict[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    _write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 class _ChipWriter:
     """Write chips as PNG files under `<out>/chips`, each renamed into place when complete."""
 
@@ -542,8 +529,10 @@ class _ChipWriter:
     def write(self, chip_id: str, chip: NDArray[np.uint8]) -> str:
         """Write one (size, size, 3) RGB chip and return its path relative to the out folder."""
         path = self._folder / f"{chip_id}.png"
-        _write_atomically(
-            path, lambda temporary: Image.fromarray(chip).save(temporary, format="PNG")
+        write_with_atomic(
+            path,
+            lambda temporary: Image.fromarray(chip).save(temporary, format="PNG"),
+            is_durable=False,
         )
         return f"{CHIPS_FOLDER}/{path.name}"
 

@@ -13,8 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from data_tools.atomic import write_json_atomic, write_with_atomic
 from data_tools.errors import BundleLoadError
-from model.atomic import write_json_atomic, write_with_atomic
 from model.face_model import FaceModel, build_face_body
 from model.gallery import Gallery
 from model.thresholds import Thresholds, load_thresholds, save_thresholds

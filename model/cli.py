@@ -219,7 +219,7 @@ def _run_evaluate(args: argparse.Namespace, settings: "Settings") -> int:
         max_pixels=settings.limits.max_pixels,
     )
     if args.report:
-        from model.atomic import write_json_atomic
+        from data_tools.atomic import write_json_atomic
 
         write_json_atomic(args.report, report)
     print(format_report(report))

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from data_tools.atomic import write_json_atomic
 from data_tools.errors import BundleLoadError, InvalidParameterError, UnknownMemberError
-from model.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

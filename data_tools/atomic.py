@@ -13,16 +13,24 @@ def write_bytes_atomic(path: Path, content: bytes) -> None:
     write_with_atomic(path, lambda temp_path: temp_path.write_bytes(content))
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write `value` as indented JSON, atomically."""
-    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_with_atomic(path: Path, write: Callable[[Path], object]) -> None:
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write `value` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_with_atomic(
+    path: Path, write: Callable[[Path], object], *, is_durable: bool = True
+) -> None:
     """Let `write` fill a temporary path beside `path`, then rename it over `path`.
 
     The temporary file is removed if `write` fails, so no half-written file is left behind.
+    With `is_durable` the file is flushed to disk before the rename; many small files that can
+    be made again (face chips) skip that for speed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(
@@ -32,8 +40,9 @@ def write_with_atomic(path: Path, write: Callable[[Path], object]) -> None:
     temp_path = Path(temp_name)
     try:
         write(temp_path)
-        with temp_path.open("rb") as written:
-            os.fsync(written.fileno())
+        if is_durable:
+            with temp_path.open("rb") as written:
+                os.fsync(written.fileno())
         os.replace(temp_path, path)
     except BaseException:
         temp_path.unlink(missing_ok=True)
