@@ -44,10 +44,18 @@ class Outcome:
     latencies_ms: list[float] = field(default_factory=list)
     service_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    photos_answered: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, status: str, latency_ms: float | None, service_ms: float | None) -> None:
-        """Count one request; the times are kept for 200 answers only.
+    def record(
+        self,
+        status: str,
+        latency_ms: float | None,
+        service_ms: float | None,
+        *,
+        photo_name: str | None = None,
+    ) -> None:
+        """Count one request; the times and the photo are kept for 200 answers only.
 
         `latency_ms` is what the client waited; `service_ms` is the server's own `total` timing
         of the pipeline, without the time spent waiting in the queue.
@@ -58,6 +66,8 @@ class Outcome:
                 self.latencies_ms.append(latency_ms)
             if service_ms is not None:
                 self.service_ms.append(service_ms)
+            if photo_name is not None:
+                self.photos_answered.add(photo_name)
 
 
 def main() -> int:
@@ -85,7 +95,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--duration-s", type=float, default=120.0, help="how long to send")
     parser.add_argument("--workers", type=int, default=1, help="inference workers of the server")
-    parser.add_argument("--seed", type=int, default=0, help="seed of each client's photo order")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shared photo order")
     return parser.parse_args()
 
 
@@ -95,9 +105,10 @@ def _run(
     outcome = Outcome()
     rss_samples: list[tuple[float, int | None]] = [(0.0, _rss_kib(pid))]
     stop_at = time.monotonic() + args.duration_s
+    queue = _PhotoQueue(photos, args.seed)
     clients = [
-        threading.Thread(target=_client, args=(url, photos, args.seed + index, stop_at, outcome))
-        for index in range(args.clients)
+        threading.Thread(target=_client, args=(url, queue, stop_at, outcome))
+        for _ in range(args.clients)
     ]
     started = time.monotonic()
     for client in clients:
@@ -115,16 +126,28 @@ def _run(
     return 0 if errors == 0 else 1
 
 
-def _client(
-    url: str, photos: list[tuple[str, bytes]], seed: int, stop_at: float, outcome: Outcome
-) -> None:
-    order = list(range(len(photos)))
-    random.Random(seed).shuffle(order)
+class _PhotoQueue:
+    """Hand the clients the photos in one shuffled order, all of them before any repeats."""
+
+    def __init__(self, photos: list[tuple[str, bytes]], seed: int) -> None:
+        self.photos = photos
+        self.order = list(range(len(photos)))
+        random.Random(seed).shuffle(self.order)
+        self.turn = 0
+        self.lock = threading.Lock()
+
+    def next(self) -> tuple[str, bytes]:
+        """Return the next photo of the shared order, starting over after the last one."""
+        with self.lock:
+            index = self.order[self.turn % len(self.order)]
+            self.turn += 1
+        return self.photos[index]
+
+
+def _client(url: str, queue: _PhotoQueue, stop_at: float, outcome: Outcome) -> None:
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
-        turn = 0
         while time.monotonic() < stop_at:
-            name, photo = photos[order[turn % len(order)]]
-            turn += 1
+            name, photo = queue.next()
             started = time.perf_counter()
             try:
                 response = client.post("/v1/identify", files={"image": (name, photo)})
@@ -134,7 +157,7 @@ def _client(
             latency_ms = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
                 service_ms = response.json()["timings_ms"].get("total")
-                outcome.record("200", latency_ms, service_ms)
+                outcome.record("200", latency_ms, service_ms, photo_name=name)
             else:
                 outcome.record(str(response.status_code), None, None)
 
@@ -149,7 +172,10 @@ def _print_report(
     answered = len(outcome.latencies_ms)
     total = sum(outcome.statuses.values())
     errors = {status: count for status, count in outcome.statuses.items() if status != "200"}
-    print(f"clients {args.clients}, duration {elapsed_s:.1f} s, photos {n_photos} (cycled)")
+    print(
+        f"clients {args.clients}, duration {elapsed_s:.1f} s, photos {n_photos} sent in one "
+        f"shuffled order, cycled; {len(outcome.photos_answered)} distinct photos answered"
+    )
     print(f"requests {total}, ok {answered}, errors {sum(errors.values())} {errors or ''}")
     print(f"throughput {answered / elapsed_s:.2f} photos/s")
     if answered:
