@@ -81,11 +81,17 @@ def create_app(
 
 
 def effective_torch_threads(settings: Settings) -> int:
-    """Return the torch threads per inference: the setting, else the cores shared by workers."""
+    """Return the torch threads per inference: the setting, else the cores shared by workers.
+
+    One core is left to the event loop, which reads uploads while inference runs. torch's
+    threads wait for each other at every operation, so one of them losing its core stalls
+    them all: on a 2-core machine with another job running, `benchmarks/load.py` (8 clients)
+    measured 0.29 photos/s with two torch threads and 2.1 photos/s with one.
+    """
     if settings.torch_threads > 0:
         return settings.torch_threads
     cores = len(os.sched_getaffinity(0))
-    return max(1, cores // settings.concurrency.workers)
+    return max(1, (cores - 1) // settings.concurrency.workers)
 
 
 def _api_routers(settings: Settings) -> list[Router]:
@@ -148,6 +154,7 @@ def _lifespan(
                 task_group.cancel_scope.cancel()
         # The server stops taking requests before this point; wait for the ones in flight.
         await pool.drain(settings.concurrency.shutdown_timeout_s)
+        pool.close()
 
     return run_background_work
 

@@ -54,7 +54,8 @@ class ServiceMetrics:
         )
         self.step_seconds = Histogram(
             "memberlens_pipeline_step_duration_seconds",
-            "Time spent in each step of the pipeline per photo (decode, detect, align, faces, total).",
+            "Time spent in each step of the pipeline per photo "
+            "(decode, detect, align, faces, image, total).",
             ["step"],
             buckets=_STEP_SECONDS_BUCKETS,
             registry=self.registry,

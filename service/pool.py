@@ -1,11 +1,13 @@
 """Run inference off the event loop in a bounded pool, refusing work when the queue is full."""
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 
 from service.errors import ServiceOverloadedError
 
@@ -20,6 +22,11 @@ class InferencePool:
 
     A request beyond that is refused at once with `ServiceOverloadedError` (503 and
     Retry-After) instead of joining a backlog that only grows while clients time out.
+
+    Inference runs on `workers` threads of its own, always the same ones, not on whichever
+    thread of a shared pool is free: torch's OpenMP keeps a team of threads per calling thread,
+    and the allocator an arena per thread, so a changing caller multiplies both. Measured with
+    `benchmarks/load.py` (8 clients), a shared pool used more memory the longer it ran.
     """
 
     def __init__(self, *, workers: int, queue_size: int, retry_after_s: int) -> None:
@@ -28,6 +35,9 @@ class InferencePool:
         self.queue_size = queue_size
         self.retry_after_s = retry_after_s
         self._limiter: anyio.CapacityLimiter | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="memberlens-inference"
+        )
         self._admitted = 0
         self.rejected = 0
 
@@ -64,9 +74,14 @@ class InferencePool:
         self.check_capacity()
         self._admitted += 1
         try:
-            # A client that goes away does not cancel the thread: the slot stays taken until
-            # the inference ends, so the count of admitted work stays true.
-            return await anyio.to_thread.run_sync(work, limiter=self._get_limiter())
+            async with self._get_limiter():
+                # The request's context (its request id for the logs) goes along to the thread.
+                future = self._executor.submit(contextvars.copy_context().run, work)
+                # A client that goes away does not cancel the inference: the slot stays taken
+                # until it ends, so the count of admitted work stays true.
+                with anyio.CancelScope(shield=True):
+                    result = await asyncio.wrap_future(future)
+            return result
         finally:
             self._admitted -= 1
 
@@ -81,6 +96,10 @@ class InferencePool:
             )
             return False
         return True
+
+    def close(self) -> None:
+        """Let the inference threads end once the work given to them is done."""
+        self._executor.shutdown(wait=False)
 
     def _get_limiter(self) -> anyio.CapacityLimiter:
         # Created on first use: a limiter belongs to the event loop that runs the app.

@@ -53,7 +53,9 @@ def test_zero_workers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_torch_threads_share_the_cores_between_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_threads_share_the_cores_but_one_between_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
 
     one_worker = effective_torch_threads(Settings(concurrency=ConcurrencySettings(workers=1)))
@@ -61,4 +63,4 @@ def test_torch_threads_share_the_cores_between_workers(monkeypatch: pytest.Monke
     more_workers = effective_torch_threads(Settings(concurrency=ConcurrencySettings(workers=8)))
     fixed = effective_torch_threads(Settings(torch_threads=3))
 
-    assert (one_worker, two_workers, more_workers, fixed) == (4, 2, 1, 3)
+    assert (one_worker, two_workers, more_workers, fixed) == (3, 1, 1, 3)
