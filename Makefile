@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 DATASETS ?= ../shared/datasets
 PREPARED ?= prepared/bts
 BUNDLE ?= bundles/bts
+SCENE_PHOTOS ?= prepared/scene-bts
+SCENE_BUNDLE ?= bundles/scene-bts
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve bundle evaluate test lint
+.PHONY: setup serve bundle scene-bundle evaluate scene-evaluate test lint
 
 setup: $(VENV)/.installed
 
@@ -29,12 +31,28 @@ $(BUNDLE)/manifest.json: $(PREPARED)/faces.csv
 
 bundle: $(BUNDLE)/manifest.json
 
+# The scene model is trained on crops, collages, degraded copies and strangers made from the
+# prepared photos, and written with a copy of the face bundle into its own bundle.
+$(SCENE_PHOTOS)/scene.csv: $(PREPARED)/faces.csv
+	$(BIN)/memberlens scene-photos --prepared $(PREPARED) --out $(SCENE_PHOTOS)
+
+$(SCENE_BUNDLE)/manifest.json: $(BUNDLE)/manifest.json $(SCENE_PHOTOS)/scene.csv
+	$(BIN)/memberlens scene-train --scene-photos $(SCENE_PHOTOS) --face-bundle $(BUNDLE) \
+		--out $(SCENE_BUNDLE) --overwrite
+
+scene-bundle: $(SCENE_BUNDLE)/manifest.json
+
 serve: setup bundle
 	$(BIN)/memberlens serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
 
 evaluate: setup bundle
 	$(BIN)/memberlens evaluate --bundle $(BUNDLE) --prepared $(PREPARED) \
 		--report reports/evaluate.json
+
+scene-evaluate: setup scene-bundle
+	$(BIN)/memberlens evaluate --bundle $(SCENE_BUNDLE) --prepared $(PREPARED) \
+		--scene-photos $(SCENE_PHOTOS) --report reports/evaluate-scene.json \
+		--plots reports/scene-plots
 
 test: setup
 	$(BIN)/python -m pytest

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+NEW_FILE_MODE = 0o644
+
 
 def write_bytes_atomic(path: Path, content: bytes) -> None:
     """Write `content` to a temporary file beside `path`, flush it to disk, then rename it."""
@@ -40,6 +42,10 @@ def write_with_atomic(
     temp_path = Path(temp_name)
     try:
         write(temp_path)
+        # mkstemp makes the file readable by its owner only; give it the mode of the file it
+        # replaces, or the usual one of a new file, so that a service running as another user
+        # can read a bundle.
+        temp_path.chmod(_mode_of(path))
         if is_durable:
             with temp_path.open("rb") as written:
                 os.fsync(written.fileno())
@@ -47,3 +53,10 @@ def write_with_atomic(
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
+
+
+def _mode_of(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return NEW_FILE_MODE

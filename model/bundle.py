@@ -14,9 +14,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from data_tools.atomic import write_json_atomic, write_with_atomic
-from data_tools.errors import BundleLoadError
+from data_tools.errors import BundleLoadError, MemberlensError
 from model.face_model import FaceModel, build_face_body
 from model.gallery import Gallery
+from model.scene import SceneModel, build_scene_model
 from model.thresholds import Thresholds, load_thresholds, save_thresholds
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 FACE_WEIGHTS_FILE = "face_model.safetensors"
 GALLERY_FILE = "gallery.safetensors"
+BUNDLE_FOLDER_MODE = 0o755
+SCENE_WEIGHTS_FILE = "scene_model.safetensors"
 
 
 @dataclass
@@ -37,11 +40,22 @@ class Bundle:
     face_model: FaceModel
     gallery: Gallery
     thresholds: Thresholds
+    scene_model: SceneModel | None = None
 
     @property
     def name(self) -> str:
         """Return the bundle's name, as answers report it."""
         return str(self.manifest["name"])
+
+    @property
+    def scene_size_px(self) -> int:
+        """Return the side of the square the scene model sees the whole photo at."""
+        return int(self.manifest.get("scene_model", {}).get("input_size_px", 0))
+
+    @property
+    def scene_architecture(self) -> str:
+        """Return the scene model's architecture name (empty without a scene model)."""
+        return str(self.manifest.get("scene_model", {}).get("architecture", ""))
 
 
 def save_bundle(
@@ -51,9 +65,13 @@ def save_bundle(
     face_model: FaceModel,
     gallery: Gallery,
     thresholds: Thresholds,
+    scene_model: SceneModel | None = None,
     overwrite: bool = False,
 ) -> None:
     """Write a complete bundle into `bundle_dir`.
+
+    A scene model, when given, is written beside the face model; the manifest must then
+    describe it under `scene_model` (architecture, input_size_px), which loading reads back.
 
     The files are written into a temporary folder beside `bundle_dir`, which is then renamed,
     so that a reader finds either no bundle, the old one, or the whole new one.
@@ -65,6 +83,9 @@ def save_bundle(
         raise BundleLoadError(f"{bundle_dir} exists; choose another folder or pass --overwrite")
     bundle_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
+    # mkdtemp makes a folder only its owner can enter; a bundle is read by the service, which
+    # may run as another user (compose.yaml's non-root user reading a mounted folder).
+    staging.chmod(BUNDLE_FOLDER_MODE)
     try:
         full_manifest = {**manifest, "format_version": BUNDLE_FORMAT_VERSION}
         write_json_atomic(staging / MANIFEST_FILE, full_manifest)
@@ -80,6 +101,14 @@ def save_bundle(
         write_with_atomic(
             staging / GALLERY_FILE, lambda path: save_file(gallery_tensors, str(path))
         )
+        if scene_model is not None:
+            scene_weights = {
+                name: tensor.detach().contiguous()
+                for name, tensor in scene_model.state_dict().items()
+            }
+            write_with_atomic(
+                staging / SCENE_WEIGHTS_FILE, lambda path: save_file(scene_weights, str(path))
+            )
         save_thresholds(staging, thresholds)
         _replace_folder(staging, bundle_dir)
     except BaseException:
@@ -127,8 +156,16 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         raise BundleLoadError(f"{bundle_dir / GALLERY_FILE} lacks tensor {err}") from err
 
     thresholds = load_thresholds(bundle_dir, roster)
-    logger.info("bundle loaded", extra={"bundle": manifest.get("name"), "members": len(roster)})
-    return Bundle(bundle_dir, manifest, roster, face_model, gallery, thresholds)
+    scene_model = _load_scene_model(bundle_dir, manifest, len(roster))
+    logger.info(
+        "bundle loaded",
+        extra={
+            "bundle": manifest.get("name"),
+            "members": len(roster),
+            "has_scene_model": scene_model is not None,
+        },
+    )
+    return Bundle(bundle_dir, manifest, roster, face_model, gallery, thresholds, scene_model)
 
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:
@@ -158,6 +195,34 @@ def _roster_of(manifest: dict[str, Any], bundle_dir: Path) -> list[str]:
     if not isinstance(roster, list) or not roster or not all(isinstance(m, str) for m in roster):
         raise BundleLoadError(f"{bundle_dir / MANIFEST_FILE} has no list of member slugs")
     return list(roster)
+
+
+def _load_scene_model(
+    bundle_dir: Path, manifest: dict[str, Any], n_members: int
+) -> SceneModel | None:
+    """Build the bundle's scene model, or return None for a bundle of faces only."""
+    section = manifest.get("scene_model")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or not isinstance(section.get("input_size_px"), int):
+        raise BundleLoadError(
+            f"{bundle_dir / MANIFEST_FILE}: `scene_model` must give architecture and input_size_px"
+        )
+    try:
+        scene_model = build_scene_model(
+            str(section.get("architecture")), n_members, pretrained=False
+        )
+    except MemberlensError as err:
+        raise BundleLoadError(f"{bundle_dir / MANIFEST_FILE}: {err}") from err
+    weights = _load_tensors(bundle_dir / SCENE_WEIGHTS_FILE)
+    try:
+        scene_model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise BundleLoadError(
+            f"{bundle_dir / SCENE_WEIGHTS_FILE} does not fit the scene model it names: {err}"
+        ) from err
+    scene_model.eval()
+    return scene_model
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_tools.errors import InvalidParameterError, MemberlensError
+from model import scene_cli
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -22,6 +23,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     _register_thresholds(subparsers)
     _register_evaluate(subparsers)
     _register_identify(subparsers)
+    scene_cli.register(subparsers)
 
 
 def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -90,6 +92,18 @@ def _register_thresholds(
     tune.add_argument("--bundle", type=Path, required=True)
     tune.add_argument("--prepared", type=Path, required=True, help="folder from `prepare`")
     tune.add_argument("--stranger-cost", type=float, default=2.0)
+    tune.add_argument(
+        "--scene-photos",
+        type=Path,
+        help="folder from `scene-photos`; needed to tune the image cuts of a bundle with a "
+        "scene model",
+    )
+    tune.add_argument(
+        "--stranger-budget",
+        type=float,
+        default=0.02,
+        help="image cuts: largest share of valid stranger photos in which any member is added",
+    )
     tune.set_defaults(handler=_run_thresholds_tune)
 
     edit = actions.add_parser("set", help="set one member's thresholds by hand")
@@ -115,6 +129,13 @@ def _register_evaluate(subparsers: "argparse._SubParsersAction[argparse.Argument
         "--stranger-split", default="test", help="stranger photos of this split ('all' for all)"
     )
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--scene-photos",
+        type=Path,
+        help="folder from `scene-photos`: also score face-only, scene-only and fused answers "
+        "side by side on its photos of --split",
+    )
+    parser.add_argument("--plots", type=Path, help="folder for PNG plots (with --scene-photos)")
     parser.set_defaults(handler=_run_evaluate)
 
 
@@ -174,17 +195,36 @@ def _run_thresholds_show(args: argparse.Namespace, settings: "Settings") -> int:
 
     roster = read_manifest(args.bundle)["roster"]
     thresholds = load_thresholds(args.bundle, roster)
-    print(f"{'member':<12}{'face':>8}{'gallery':>10}")
+    print(f"{'member':<12}{'face':>8}{'gallery':>10}{'image':>8}")
     for member in roster:
-        print(f"{member:<12}{thresholds.face[member]:>8.3f}{thresholds.gallery[member]:>10.3f}")
+        image = thresholds.image.get(member)
+        image_text = f"{image:>8.3f}" if image is not None else f"{'-':>8}"
+        print(
+            f"{member:<12}{thresholds.face[member]:>8.3f}{thresholds.gallery[member]:>10.3f}"
+            f"{image_text}"
+        )
     print(f"digest: {thresholds.digest()}")
     return 0
 
 
 def _run_thresholds_tune(args: argparse.Namespace, settings: "Settings") -> int:
-    from model.train import retune_thresholds
+    from model.bundle import read_manifest
 
-    thresholds = retune_thresholds(args.bundle, args.prepared, stranger_cost=args.stranger_cost)
+    _set_torch_threads(settings.torch_threads)
+    if "scene_model" in read_manifest(args.bundle):
+        from model.scene_tuning import retune_with_scene
+
+        thresholds = retune_with_scene(
+            args.bundle,
+            args.prepared,
+            args.scene_photos,
+            stranger_cost=args.stranger_cost,
+            stranger_budget=args.stranger_budget,
+        )
+    else:
+        from model.train import retune_thresholds
+
+        thresholds = retune_thresholds(args.bundle, args.prepared, stranger_cost=args.stranger_cost)
     _print_json(thresholds.to_json())
     return 0
 
@@ -218,11 +258,21 @@ def _run_evaluate(args: argparse.Namespace, settings: "Settings") -> int:
         stranger_split=args.stranger_split,
         max_pixels=settings.limits.max_pixels,
     )
+    if args.scene_photos:
+        from model.evaluate_scene import evaluate_scene_photos
+
+        report["scene_photos"] = evaluate_scene_photos(
+            args.bundle, args.scene_photos, split=args.split, plots_dir=args.plots
+        )
     if args.report:
         from data_tools.atomic import write_json_atomic
 
         write_json_atomic(args.report, report)
     print(format_report(report))
+    if args.scene_photos:
+        from model.evaluate_scene import format_scene_report
+
+        print(format_scene_report(report["scene_photos"]))
     return 0
 
 

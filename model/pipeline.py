@@ -18,6 +18,7 @@ from model.assign import NOBODY, name_faces
 from model.bundle import Bundle, load_bundle
 from model.face_body import chips_to_tensor
 from model.face_model import describe_crops
+from model.fusion import fuse_members
 from model.results import (
     BoxDict,
     CandidateDict,
@@ -26,6 +27,7 @@ from model.results import (
     MemberDict,
     ModelInfoDict,
 )
+from model.scene import score_photos
 from model.thresholds import THRESHOLDS_FILE, Thresholds, load_thresholds
 
 logger = logging.getLogger(__name__)
@@ -147,6 +149,9 @@ class Pipeline:
 
         started = time.perf_counter()
         chips = align_faces(photo, faces)
+        timings["align"] = _elapsed_ms(started)
+
+        started = time.perf_counter()
         descriptors, probabilities = describe_crops(self.bundle.face_model, chips_to_tensor(chips))
         similarities = self.bundle.gallery.similarities(descriptors)
         assigned = name_faces(
@@ -172,6 +177,14 @@ class Pipeline:
             if member_index != NOBODY
         ]
         members.sort(key=lambda entry: entry["score"], reverse=True)
+        image_scores = self._image_scores(photo, timings)
+        members = fuse_members(
+            members,
+            image_scores,
+            thresholds.image,
+            detected_faces=len(faces),
+            unnamed_faces=int((assigned == NOBODY).sum()),
+        )
         if not return_landmarks:
             for face_result in face_results:
                 del face_result["landmarks"]
@@ -179,9 +192,29 @@ class Pipeline:
             "image": {"width": int(width), "height": int(height)},
             "members": members,
             "faces": face_results,
-            "image_scores": {},
+            "image_scores": image_scores,
             "model": {"bundle": self.bundle.name, "thresholds": thresholds.digest()},
             "timings_ms": timings,
+        }
+
+    def _image_scores(
+        self, photo: NDArray[np.uint8], timings: dict[str, float]
+    ) -> dict[str, float]:
+        """Score the whole photo with the scene model; empty for a bundle without one."""
+        scene_model = self.bundle.scene_model
+        if scene_model is None:
+            return {}
+        started = time.perf_counter()
+        probabilities = score_photos(
+            scene_model,
+            [photo],
+            size_px=self.bundle.scene_size_px,
+            architecture=self.bundle.scene_architecture,
+        )[0]
+        timings["image"] = _elapsed_ms(started)
+        return {
+            member: round(float(probability), 4)
+            for member, probability in zip(self.bundle.roster, probabilities, strict=True)
         }
 
 

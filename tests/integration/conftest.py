@@ -70,3 +70,48 @@ def small_bundle(small_prepared: Path) -> Path:
         arguments = ["train", "--prepared", str(small_prepared), "--out", str(out), *TRAIN_ARGS]
         assert memberlens(arguments) == 0
     return out
+
+
+# Scene photos of the small subset: crops of 1 to 4 members, collages, strangers, degraded
+# copies; few enough that training the scene model on them takes about a minute.
+SCENE_PHOTO_ARGS = [
+    "--seed", "0", "--train-crops-per-photo", "4", "--valid-crops-per-photo", "4",
+    "--train-collages", "40", "--valid-collages", "5",
+    "--train-strangers", "60", "--valid-strangers", "40",
+]
+SCENE_TRAIN_ARGS = [
+    "--seed", "0", "--size", "128", "--head-epochs", "1", "--epochs", "2",
+    "--name", "test-small-scene",
+]
+
+
+@pytest.fixture(scope="session")
+def small_scene_photos(small_prepared: Path) -> Path:
+    """Scene photos made from the small prepared set, once per code version."""
+    key = _code_digest("data_tools") + str(small_prepared) + " ".join(SCENE_PHOTO_ARGS)
+    out = _cached("scene-photos", key)
+    if not (out / "scene.csv").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        arguments = ["scene-photos", "--prepared", str(small_prepared), "--out", str(out)]
+        assert memberlens([*arguments, *SCENE_PHOTO_ARGS]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_scene_bundle(small_bundle: Path, small_scene_photos: Path) -> Path:
+    """The small bundle with a scene model trained on the small scene photos."""
+    key = (
+        _code_digest("data_tools", "model")
+        + str(small_bundle)
+        + str(small_scene_photos)
+        + " ".join(SCENE_TRAIN_ARGS)
+    )
+    out = _cached("scene-bundle", key)
+    if not (out / "manifest.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        arguments = [
+            "scene-train", "--scene-photos", str(small_scene_photos),
+            "--face-bundle", str(small_bundle), "--out", str(out), *SCENE_TRAIN_ARGS,
+        ]
+        assert memberlens(arguments) == 0
+    return out

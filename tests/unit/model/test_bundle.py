@@ -67,6 +67,22 @@ def test_bundle_holds_no_pickle(
     assert not list(tmp_path.glob(".b.*")), "no staging folder may be left behind"
 
 
+def test_bundle_folder_can_be_read_by_other_users(
+    tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
+) -> None:
+    bundle_dir = tmp_path / "b"
+
+    save_bundle(
+        bundle_dir,
+        manifest=_manifest(),
+        face_model=face_model,
+        gallery=gallery,
+        thresholds=thresholds,
+    )
+
+    assert bundle_dir.stat().st_mode & 0o777 == 0o755
+
+
 def test_existing_bundle_is_not_overwritten_unless_asked(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:

@@ -57,6 +57,7 @@ def test_torch_threads_share_the_cores_but_one_between_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("MEMBERLENS_TORCH_THREADS", raising=False)
 
     one_worker = effective_torch_threads(Settings(concurrency=ConcurrencySettings(workers=1)))
     two_workers = effective_torch_threads(Settings(concurrency=ConcurrencySettings(workers=2)))
