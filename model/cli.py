@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_tools.errors import InvalidParameterError, MemberlensError
 from model import scene_cli
+from model.cli_options import add_fit_arguments
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -41,14 +42,7 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
         help="roster YAML (e.g. rosters/bts.yaml) fixing the members and their order; "
         "default: the members found in the labels, sorted",
     )
-    parser.add_argument("--name", help="bundle name reported by answers (default: folder-date)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--head-epochs", type=int, default=2, help="epochs with the body frozen")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs with the body unfrozen")
-    parser.add_argument("--head-lr", type=float, default=3e-3)
-    parser.add_argument("--body-lr", type=float, default=5e-5)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
+    add_fit_arguments(parser, epochs=10, body_lr=5e-5)
     parser.add_argument(
         "--stranger-cost",
         type=float,

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model.cli_options import add_fit_arguments
 from model.scene import DEFAULT_SCENE_SIZE_PX, EFFICIENTNET_LITE0, SCENE_ARCHITECTURES
 
 if TYPE_CHECKING:
@@ -29,14 +30,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     parser.add_argument("--architecture", choices=SCENE_ARCHITECTURES, default=EFFICIENTNET_LITE0)
     parser.add_argument("--size", type=int, default=DEFAULT_SCENE_SIZE_PX, help="input side, px")
-    parser.add_argument("--name", help="bundle name reported by answers (default: folder-date)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--head-epochs", type=int, default=2, help="epochs with the body frozen")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs with the body unfrozen")
-    parser.add_argument("--head-lr", type=float, default=3e-3)
-    parser.add_argument("--body-lr", type=float, default=2e-4)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
+    add_fit_arguments(parser, epochs=3, body_lr=2e-4)
     parser.add_argument(
         "--stranger-budget",
         type=float,
