@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_tools.errors import InvalidParameterError, MemberlensError
 from model import scene_cli
-from model.cli_options import add_fit_arguments
+from model.cli_options import add_fit_arguments, fit_options, set_torch_threads
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -148,21 +148,14 @@ def _register_identify(subparsers: "argparse._SubParsersAction[argparse.Argument
 def _run_train(args: argparse.Namespace, settings: "Settings") -> int:
     from model.train import TrainConfig, train_bundle
 
-    _set_torch_threads(settings.torch_threads)
+    set_torch_threads(settings.torch_threads)
     config = TrainConfig(
         prepared_dir=args.prepared,
         bundle_dir=args.out,
         roster_path=args.roster,
-        bundle_name=args.name,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        head_lr=args.head_lr,
-        epochs=args.epochs,
-        body_lr=args.body_lr,
-        weight_decay=args.weight_decay,
         stranger_cost=args.stranger_cost,
         overwrite=args.overwrite,
+        **fit_options(args),
     )
     metrics = train_bundle(config)
     _print_json(metrics)
@@ -204,7 +197,7 @@ def _run_thresholds_show(args: argparse.Namespace, settings: "Settings") -> int:
 def _run_thresholds_tune(args: argparse.Namespace, settings: "Settings") -> int:
     from model.bundle import read_manifest
 
-    _set_torch_threads(settings.torch_threads)
+    set_torch_threads(settings.torch_threads)
     if "scene_model" in read_manifest(args.bundle):
         from model.scene_tuning import retune_with_scene
 
@@ -244,7 +237,7 @@ def _run_thresholds_set(args: argparse.Namespace, settings: "Settings") -> int:
 def _run_evaluate(args: argparse.Namespace, settings: "Settings") -> int:
     from model.evaluate import evaluate_bundle, format_report
 
-    _set_torch_threads(settings.torch_threads)
+    set_torch_threads(settings.torch_threads)
     report = evaluate_bundle(
         args.bundle,
         args.prepared,
@@ -316,14 +309,6 @@ def _format_table(photo_name: str, result: Any) -> str:
         name = face["member"] or "nobody known"
         lines.append(f"  {name:<14}{where:<26}{best}")
     return "\n".join(lines)
-
-
-def _set_torch_threads(threads: int) -> None:
-    """Apply MEMBERLENS_TORCH_THREADS; on a shared machine one thread can beat two."""
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _print_json(value: Any) -> None:

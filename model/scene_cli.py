@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model.cli_options import add_fit_arguments
+from model.cli_options import add_fit_arguments, fit_options, set_torch_threads
 from model.scene import DEFAULT_SCENE_SIZE_PX, EFFICIENTNET_LITE0, SCENE_ARCHITECTURES
 
 if TYPE_CHECKING:
@@ -42,28 +42,18 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def _run_scene_train(args: argparse.Namespace, settings: "Settings") -> int:
-    import torch
-
     from model.scene_train import SceneTrainConfig, train_scene_bundle
 
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
+    set_torch_threads(settings.torch_threads)
     config = SceneTrainConfig(
         scene_dir=args.scene_photos,
         face_bundle_dir=args.face_bundle,
         bundle_dir=args.out,
         architecture=args.architecture,
         size_px=args.size,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        head_lr=args.head_lr,
-        epochs=args.epochs,
-        body_lr=args.body_lr,
-        weight_decay=args.weight_decay,
         stranger_budget=args.stranger_budget,
-        bundle_name=args.name,
         overwrite=args.overwrite,
+        **fit_options(args),
     )
     print(json.dumps(train_scene_bundle(config), indent=2, default=str))
     return 0

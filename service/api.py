@@ -126,8 +126,7 @@ async def identify(
     landmarks: Landmarks = True,
 ) -> IdentifyResult:
     """Find every face in the photo sent as the multipart file field `image` and name it."""
-    identifier = holder.require()
-    pool.check_capacity()
+    identifier = _admit(holder, pool)
     options = IdentifyOptions(min_face_size, top_k, landmarks)
     uploads = await _read_uploads(request, IMAGE_FIELD, max_count=1)
     photo_bytes = uploads[0][1]
@@ -150,8 +149,7 @@ async def identify_batch(
     landmarks: Landmarks = True,
 ) -> BatchResultDict:
     """Identify each photo sent in the field `images`; a bad photo gets its own error item."""
-    identifier = holder.require()
-    pool.check_capacity()
+    identifier = _admit(holder, pool)
     options = IdentifyOptions(min_face_size, top_k, landmarks)
     uploads = await _read_uploads(request, BATCH_FIELD, max_count=limits.max_batch_photos)
 
@@ -162,6 +160,13 @@ async def identify_batch(
             metrics.observe_result(item["result"])
             _log_identified(len(uploads[item["index"]][1]), item["result"])
     return BatchResultDict(results=items)
+
+
+def _admit(holder: ModelHolder, pool: InferencePool) -> Identifier:
+    """Return the loaded model; refuse with 503 before reading the upload if none or queue full."""
+    identifier = holder.require()
+    pool.check_capacity()
+    return identifier
 
 
 def _identify_one(
