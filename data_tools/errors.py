@@ -39,3 +39,7 @@ class InvalidParameterError(MemberlensError):
 
 class ModelNotLoadedError(MemberlensError):
     """Raised when inference is asked for before a model bundle is loaded."""
+
+
+class TrainingError(MemberlensError):
+    """Raised when a training run fails part of the way, for example in a worker process."""

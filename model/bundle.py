@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from data_tools.atomic import write_json_atomic, write_with_atomic
 from data_tools.errors import BundleLoadError, MemberlensError
-from model.face_model import FaceModel, build_face_body
+from model.face_model import FaceEnsemble, FaceModel, FaceScorer, build_face_body
 from model.gallery import Gallery
 from model.scene import SceneModel, build_scene_model
 from model.thresholds import Thresholds, load_thresholds, save_thresholds
@@ -37,7 +37,7 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
     roster: list[str]
-    face_model: FaceModel
+    face_model: FaceScorer
     gallery: Gallery
     thresholds: Thresholds
     scene_model: SceneModel | None = None
@@ -62,7 +62,7 @@ def save_bundle(
     bundle_dir: Path,
     *,
     manifest: dict[str, Any],
-    face_model: FaceModel,
+    face_model: FaceScorer,
     gallery: Gallery,
     thresholds: Thresholds,
     scene_model: SceneModel | None = None,
@@ -131,10 +131,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         )
     manifest = read_manifest(bundle_dir)
     roster = _roster_of(manifest, bundle_dir)
-    face_section = manifest.get("face_model", {})
-    descriptor_size = int(face_section.get("descriptor_size", 128))
-
-    face_model = FaceModel(build_face_body(pretrained=False), descriptor_size, len(roster))
+    face_model = _empty_face_model(manifest, bundle_dir, len(roster))
     weights = _load_tensors(bundle_dir / FACE_WEIGHTS_FILE)
     try:
         face_model.load_state_dict(weights, strict=True)
@@ -195,6 +192,27 @@ def _roster_of(manifest: dict[str, Any], bundle_dir: Path) -> list[str]:
     if not isinstance(roster, list) or not roster or not all(isinstance(m, str) for m in roster):
         raise BundleLoadError(f"{bundle_dir / MANIFEST_FILE} has no list of member slugs")
     return list(roster)
+
+
+def _empty_face_model(manifest: dict[str, Any], bundle_dir: Path, n_members: int) -> FaceScorer:
+    """Build the face model a manifest describes, one model or an ensemble, to load weights into."""
+    where = bundle_dir / MANIFEST_FILE
+    face_section = manifest.get("face_model", {})
+    if not isinstance(face_section, dict):
+        raise BundleLoadError(f"{where}: `face_model` must be an object, found {face_section!r}")
+    descriptor_size = face_section.get("descriptor_size", 128)
+    n_models = face_section.get("models", 1)
+    for key, value, high in (("descriptor_size", descriptor_size, 4096), ("models", n_models, 16)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise BundleLoadError(
+                f"{where}: `face_model.{key}` must be a whole number from 1 to {high}, "
+                f"found {value!r}"
+            )
+    models = [
+        FaceModel(build_face_body(pretrained=False), descriptor_size, n_members)
+        for _ in range(n_models)
+    ]
+    return models[0] if n_models == 1 else FaceEnsemble(models)
 
 
 def _load_scene_model(

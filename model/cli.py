@@ -30,9 +30,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a face model on prepared faces and write a bundle",
-        description="Fine-tune dlib's face body with a multilabel head (fastai), tune the "
-        "per-member thresholds on the valid split, and write a model bundle.",
+        help="train the face models on prepared faces and write a bundle",
+        description="Fine-tune dlib's face body with a multilabel head (fastai), once per "
+        "seed of --models, tune the thresholds on the valid split, and write a model bundle.",
     )
     parser.add_argument("--prepared", type=Path, required=True, help="folder from `prepare`")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -48,6 +48,12 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
         type=float,
         default=2.0,
         help="threshold tuning: one stranger named costs this many correct names",
+    )
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=2,
+        help="face models to train, with seeds SEED, SEED+1, ...; the bundle averages them",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     parser.set_defaults(handler=_run_train)
@@ -72,7 +78,7 @@ def _register_thresholds(
 ) -> None:
     parser = subparsers.add_parser(
         "thresholds",
-        help="show, tune or set a bundle's per-member thresholds",
+        help="show, tune or set a bundle's thresholds",
         description="Thresholds live in the bundle's thresholds.json; a running service "
         "uses rewritten thresholds from its next request on.",
     )
@@ -106,6 +112,19 @@ def _register_thresholds(
     edit.add_argument("--face", type=float, help="probability cut in [0, 1]")
     edit.add_argument("--gallery", type=float, help="similarity cut in [-1, 1]")
     edit.set_defaults(handler=_run_thresholds_set)
+
+    context = actions.add_parser(
+        "context",
+        help="set or switch off the looser cuts for faces among named members",
+        description="A face that fails its own cuts may still take a member not yet named in "
+        "its photo, once --min-named faces there passed theirs, when it reaches these cuts.",
+    )
+    context.add_argument("--bundle", type=Path, required=True)
+    context.add_argument("--off", action="store_true", help="every face on its own cuts only")
+    context.add_argument("--min-named", type=int, help="faces named on their own cuts first")
+    context.add_argument("--face", type=float, help="probability cut in [0, 1]")
+    context.add_argument("--gallery", type=float, help="similarity cut in [-1, 1]")
+    context.set_defaults(handler=_run_thresholds_context)
 
 
 def _register_evaluate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -154,6 +173,7 @@ def _run_train(args: argparse.Namespace, settings: "Settings") -> int:
         bundle_dir=args.out,
         roster_path=args.roster,
         stranger_cost=args.stranger_cost,
+        models=args.models,
         overwrite=args.overwrite,
         **fit_options(args),
     )
@@ -190,6 +210,13 @@ def _run_thresholds_show(args: argparse.Namespace, settings: "Settings") -> int:
             f"{member:<12}{thresholds.face[member]:>8.3f}{thresholds.gallery[member]:>10.3f}"
             f"{image_text}"
         )
+    context = thresholds.context
+    print(
+        f"context: after {context.min_named} faces named, face {context.face:.3f}, "
+        f"gallery {context.gallery:.3f}"
+        if context
+        else "context: off"
+    )
     print(f"digest: {thresholds.digest()}")
     return 0
 
@@ -209,7 +236,7 @@ def _run_thresholds_tune(args: argparse.Namespace, settings: "Settings") -> int:
             stranger_budget=args.stranger_budget,
         )
     else:
-        from model.train import retune_thresholds
+        from model.tuning import retune_thresholds
 
         thresholds = retune_thresholds(args.bundle, args.prepared, stranger_cost=args.stranger_cost)
     _print_json(thresholds.to_json())
@@ -231,6 +258,21 @@ def _run_thresholds_set(args: argparse.Namespace, settings: "Settings") -> int:
         f"{args.member}: face {thresholds.face[args.member]:.3f}, "
         f"gallery {thresholds.gallery[args.member]:.3f} ({thresholds.digest()})"
     )
+    return 0
+
+
+def _run_thresholds_context(args: argparse.Namespace, settings: "Settings") -> int:
+    from model.bundle import read_manifest
+    from model.thresholds import ContextCuts, load_thresholds, save_thresholds
+
+    values = (args.min_named, args.face, args.gallery)
+    if args.off == any(value is not None for value in values) or (not args.off and None in values):
+        raise InvalidParameterError("give either --off, or --min-named, --face and --gallery")
+    roster = read_manifest(args.bundle)["roster"]
+    context = None if args.off else ContextCuts(args.min_named, args.face, args.gallery)
+    thresholds = load_thresholds(args.bundle, roster).with_context(context)
+    save_thresholds(args.bundle, thresholds)
+    print(f"context: {json.dumps(context.to_json() if context else None)} ({thresholds.digest()})")
     return 0
 
 

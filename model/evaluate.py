@@ -11,9 +11,14 @@ import pandas as pd
 
 from data_tools.errors import DatasetError, MemberlensError
 from data_tools.matching import match_faces
-from model.data import FACES_FILE, PHOTOS_FILE
+from data_tools.prepare import STRANGER_SOURCE
+from model.bundle import Bundle
+from model.data import FACES_FILE, PHOTOS_FILE, read_prepared
+from model.naming import MAX_TRIAL_MEMBERS, stranger_trials, strangers_named_among_members
 from model.pipeline import Pipeline, load_pipeline
 from model.results import IdentifyResult
+from model.thresholds import Thresholds
+from model.tuning import TRIAL_SEED, score_faces
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +109,13 @@ def evaluate_bundle(
     ]
     group_seconds = time.perf_counter() - started
     strangers = _stranger_figures(pipeline, stranger_photos)
+    thresholds = pipeline.current_thresholds()
+    strangers["among_members"] = strangers_among_members(
+        pipeline.bundle, thresholds, prepared_dir, split=split, stranger_split=stranger_split
+    )
     report = {
         "bundle": pipeline.bundle.name,
-        "thresholds": pipeline.current_thresholds().digest(),
+        "thresholds": thresholds.digest(),
         "split": split,
         "group_photos": summarise_scores(scores),
         "strangers": {"split": stranger_split, **strangers},
@@ -114,6 +123,34 @@ def evaluate_bundle(
     }
     logger.info("evaluation finished", extra={"report": report})
     return report
+
+
+def strangers_among_members(
+    bundle: Bundle, thresholds: Thresholds, prepared_dir: Path, *, split: str, stranger_split: str
+) -> dict[str, Any]:
+    """Place each stranger face among one to four members of a photo; report the share named.
+
+    A stranger beside members is the case the context cuts risk naming. The faces are the
+    prepared chips, each stranger's set drawn from the group photos of `split`, and named as
+    the pipeline names the faces of a photo (`model.naming`); the draw is seeded.
+    """
+    prepared = read_prepared(prepared_dir, bundle.roster)
+    faces = prepared.faces
+    is_stranger = faces["source"] == STRANGER_SOURCE
+    chosen = faces[
+        (~is_stranger & (faces["split"] == split))
+        | (is_stranger & ((faces["split"] == stranger_split) | (stranger_split == "all")))
+    ]
+    scores = score_faces(bundle.face_model, bundle.gallery, prepared, chosen)
+    trials = stranger_trials(scores.photos, scores.truth, seed=TRIAL_SEED)
+    share = strangers_named_among_members(
+        trials, bundle.roster, scores.probabilities, scores.similarities, thresholds
+    )
+    return {
+        "trials": len(trials),
+        "members_per_trial": f"1-{MAX_TRIAL_MEMBERS}",
+        "share_named": round(share, 4) if share is not None else None,
+    }
 
 
 def summarise_scores(scores: list[PhotoScore]) -> dict[str, Any]:
@@ -173,6 +210,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"  faces named as member  {strangers['faces_named']} "
             f"({strangers['share_faces_named']:.4f})",
         ]
+    among = strangers.get("among_members") or {}
+    if among.get("trials"):
+        lines.append(
+            f"  named among {among['members_per_trial']} members  {among['share_named']:.4f} "
+            f"({among['trials']} chip trials)"
+        )
     return "\n".join(lines)
 
 
@@ -233,7 +276,7 @@ def _group_photos(prepared_dir: Path, split: str) -> list[tuple[Path, list[Label
 
 def _stranger_photos(prepared_dir: Path, split: str) -> list[Path]:
     faces = pd.read_csv(prepared_dir / FACES_FILE, keep_default_na=False)
-    strangers = faces[faces["source"] == "stranger"]
+    strangers = faces[faces["source"] == STRANGER_SOURCE]
     if split != "all":
         strangers = strangers[strangers["split"] == split]
     return [Path(photo) for photo in dict.fromkeys(strangers["photo"])]

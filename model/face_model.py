@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 FACE_ARCHITECTURE = "dlib-resnet29/bn-dropout-linear"
 HEAD_DROPOUT = 0.2
+_LOGIT_EPSILON = 1e-6
 
 
 class FaceModel(nn.Module):
@@ -37,10 +38,74 @@ class FaceModel(nn.Module):
         logits: torch.Tensor = self.head(self.body(crops))
         return logits
 
+    @property
+    def n_members(self) -> int:
+        """Return the number of members the head scores."""
+        linear = self.head[-1]
+        assert isinstance(linear, nn.Linear)
+        return linear.out_features
+
+    @property
+    def descriptor_size(self) -> int:
+        """Return the width D of the descriptors `describe` gives."""
+        linear = self.head[-1]
+        assert isinstance(linear, nn.Linear)
+        return linear.in_features
+
     def describe(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (N, D) descriptors (the body's output) and (N, n_members) logits in one pass."""
         descriptors = self.body(crops)
         return descriptors, self.head(descriptors)
+
+
+class FaceEnsemble(nn.Module):
+    """Face models of one roster trained with different seeds, answering as one face model.
+
+    Each model alone lands a few points above or below the others on the same photos, mostly
+    in which small faces and which look-alike strangers it gets right; their mean is steadier
+    than any one of them. Descriptors are the models' descriptors side by side, (N, k * D), so
+    the gallery compares them all at once; logits are those of the models' mean probability.
+    """
+
+    def __init__(self, models: list[FaceModel]) -> None:
+        """Join `models`; they must score the same roster with descriptors of one width."""
+        super().__init__()
+        if not models or len({(m.n_members, m.descriptor_size) for m in models}) != 1:
+            raise ValueError("an ensemble needs one or more face models of one shape")
+        self.models = nn.ModuleList(models)
+
+    @property
+    def n_members(self) -> int:
+        """Return the number of members every model scores."""
+        return self._first.n_members
+
+    @property
+    def descriptor_size(self) -> int:
+        """Return the width of the joined descriptors: k * D."""
+        return self._first.descriptor_size * len(self.models)
+
+    @property
+    def _first(self) -> FaceModel:
+        return self._face_models[0]
+
+    @property
+    def _face_models(self) -> list[FaceModel]:
+        return [model for model in self.models if isinstance(model, FaceModel)]
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """Return (N, n_members) logits of the models' mean probabilities."""
+        return self.describe(crops)[1]
+
+    def describe(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (N, k * D) joined descriptors and (N, n_members) logits of mean probabilities."""
+        answers = [model.describe(crops) for model in self._face_models]
+        descriptors = torch.cat([descriptor for descriptor, _ in answers], dim=1)
+        probabilities = torch.stack([torch.sigmoid(logits) for _, logits in answers]).mean(dim=0)
+        return descriptors, torch.logit(probabilities, eps=_LOGIT_EPSILON)
+
+
+# A face model alone or several joined; both describe crops the same way.
+FaceScorer = FaceModel | FaceEnsemble
 
 
 def build_face_body(*, pretrained: bool) -> DlibFaceBody:
@@ -57,12 +122,12 @@ def body_and_head_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
 
 @torch.inference_mode()
 def describe_crops(
-    model: FaceModel, crops: torch.Tensor, *, batch_size: int = 64, is_flip_averaged: bool = True
+    model: FaceScorer, crops: torch.Tensor, *, batch_size: int = 64, is_flip_averaged: bool = True
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Score normalised crops in batches with the model in eval mode.
 
     Args:
-        model: the face model.
+        model: the face model, alone or an ensemble.
         crops: (N, 3, H, W) float crops, normalised as the body expects.
         batch_size: crops per forward pass.
         is_flip_averaged: also score each crop mirrored left to right and average the two.
@@ -88,10 +153,8 @@ def describe_crops(
         probability_batches.append(probabilities)
     model.train(was_training)
     if not descriptor_batches:
-        linear = model.head[-1]
-        assert isinstance(linear, nn.Linear)
-        empty_descriptors = np.zeros((0, linear.in_features), np.float32)
-        return empty_descriptors, np.zeros((0, linear.out_features), np.float32)
+        empty_descriptors = np.zeros((0, model.descriptor_size), np.float32)
+        return empty_descriptors, np.zeros((0, model.n_members), np.float32)
     return (
         torch.cat(descriptor_batches).numpy().astype(np.float32),
         torch.cat(probability_batches).numpy().astype(np.float32),

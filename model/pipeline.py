@@ -14,11 +14,12 @@ from data_tools.align import align_faces
 from data_tools.errors import BundleLoadError, InvalidParameterError
 from data_tools.faces import Face, FaceDetector, MtcnnDetector
 from data_tools.photos import decode_photo
-from model.assign import NOBODY, name_faces
+from model.assign import NOBODY
 from model.bundle import Bundle, load_bundle
 from model.face_body import chips_to_tensor
 from model.face_model import describe_crops
 from model.fusion import fuse_members
+from model.naming import name_photo_faces
 from model.results import (
     BoxDict,
     CandidateDict,
@@ -154,9 +155,7 @@ class Pipeline:
         started = time.perf_counter()
         descriptors, probabilities = describe_crops(self.bundle.face_model, chips_to_tensor(chips))
         similarities = self.bundle.gallery.similarities(descriptors)
-        assigned = name_faces(
-            probabilities, thresholds.is_known(roster, probabilities, similarities)
-        )
+        assigned = name_photo_faces(roster, probabilities, similarities, thresholds)
         timings["faces"] = _elapsed_ms(started)
 
         height, width = photo.shape[:2]

@@ -18,20 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from PIL import Image
 
 from data_tools.errors import BundleLoadError, MemberlensError
 from data_tools.faces import FaceDetector, MtcnnDetector
 from model.bundle import Bundle, load_bundle
-from model.data import VALID, read_prepared, targets_of
-from model.face_body import chips_to_tensor
-from model.face_model import describe_crops
-from model.fingerprint import fingerprint_file
 from model.fusion import NEVER_IMAGE_CUT, fused_sets, is_addition_allowed
 from model.pipeline import Pipeline
 from model.results import IdentifyResult
 from model.scene_data import read_scene_photos, scene_targets
-from model.thresholds import Thresholds, save_thresholds, tune_thresholds
+from model.thresholds import Thresholds, save_thresholds
+from model.tuning import tune_bundle_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +170,7 @@ def retune_with_scene(
         raise BundleLoadError(
             f"{bundle_dir} has a scene model: pass --scene-photos to tune its image cuts"
         )
-    face_thresholds = tune_face_cuts(bundle, prepared_dir, stranger_cost=stranger_cost)
+    face_thresholds = tune_bundle_cuts(bundle, prepared_dir, stranger_cost=stranger_cost)
     if bundle.scene_model is None or scene_dir is None:
         save_thresholds(bundle_dir, face_thresholds)
         return face_thresholds
@@ -183,34 +179,6 @@ def retune_with_scene(
     )
     save_thresholds(bundle_dir, thresholds)
     return thresholds
-
-
-def tune_face_cuts(bundle: Bundle, prepared_dir: Path, *, stranger_cost: float) -> Thresholds:
-    """Tune face and gallery cuts on the prepared valid chips, as training does.
-
-    The prepared folder should be the one the bundle was trained on: with another split, faces
-    it trained on could end up in the tuning set. A differing fingerprint is logged as a warning.
-    """
-    prepared = read_prepared(prepared_dir, bundle.roster)
-    trained_on = bundle.manifest.get("training", {}).get("data_fingerprint")
-    if trained_on != fingerprint_file(prepared.root / "faces.csv"):
-        logger.warning(
-            "prepared faces differ from the ones the bundle was trained on",
-            extra={"bundle": str(bundle.path), "prepared": str(prepared_dir)},
-        )
-    valid = prepared.faces[prepared.faces["split"] == VALID]
-    chips = np.zeros((len(valid), 150, 150, 3), dtype=np.uint8)
-    for row_number, chip in enumerate(valid["chip"]):
-        with Image.open(prepared.root / chip) as image:
-            chips[row_number] = np.asarray(image.convert("RGB"))
-    descriptors, probabilities = describe_crops(bundle.face_model, chips_to_tensor(chips))
-    return tune_thresholds(
-        bundle.roster,
-        probabilities,
-        bundle.gallery.similarities(descriptors),
-        np.asarray(targets_of(valid, bundle.roster).any(axis=1), dtype=bool),
-        stranger_cost=stranger_cost,
-    )
 
 
 def tune_scene_cuts(

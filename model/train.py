@@ -5,6 +5,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,11 @@ from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
 from fastai.metrics import accuracy_multi
 from fastai.torch_core import set_seed
-from PIL import Image
 
+from data_tools.errors import InvalidParameterError
 from data_tools.roster import load_roster
-from model.assign import NOBODY, name_faces
-from model.bundle import load_bundle, save_bundle
+from model.assign import NOBODY
+from model.bundle import save_bundle
 from model.data import (
     TRAIN,
     VALID,
@@ -31,18 +32,21 @@ from model.data import (
     read_prepared,
     targets_of,
 )
-from model.face_body import DESCRIPTOR_SIZE, chips_to_tensor
+from model.face_body import DESCRIPTOR_SIZE
 from model.face_model import (
     FACE_ARCHITECTURE,
+    FaceEnsemble,
     FaceModel,
+    FaceScorer,
     body_and_head_parameters,
     build_face_body,
-    describe_crops,
 )
 from model.fingerprint import fingerprint_file
 from model.gallery import Gallery
 from model.metrics import member_metrics, precision_recall
-from model.thresholds import Thresholds, save_thresholds, tune_thresholds
+from model.naming import name_faces_by_photo
+from model.train_workers import train_side_by_side, worker_count
+from model.tuning import describe_chips, score_faces, split_faces, tune_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class TrainConfig:
     body_lr: float = 5e-5
     weight_decay: float = 0.01
     stranger_cost: float = 2.0
+    models: int = 2
     overwrite: bool = False
 
 
@@ -70,40 +75,33 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     """Train, tune thresholds on the valid split, and write a bundle; return its metrics."""
     logger.info("training started", extra={"config": _config_json(config)})
     started = time.perf_counter()
-    set_seed(config.seed, reproducible=True)
+    if config.models < 1:
+        raise InvalidParameterError(
+            f"Expected --models of at least 1, but got {config.models}; use 1 for a single model."
+        )
     roster = load_roster(config.roster_path) if config.roster_path else None
-    prepared = read_prepared(config.prepared_dir, roster.slugs if roster else None)
-    learner = build_learner(prepared, config)
-
-    learner.freeze()
-    learner.fit_one_cycle(config.head_epochs, config.head_lr, wd=config.weight_decay)
-    learner.unfreeze()
-    # The pretrained body wants a much smaller rate than the head; a large one jolts it.
-    learner.fit_one_cycle(
-        config.epochs, slice(config.body_lr, config.head_lr / 3), wd=config.weight_decay
+    roster_slugs = roster.slugs if roster else None
+    prepared = read_prepared(config.prepared_dir, roster_slugs)
+    models = train_side_by_side(
+        model_seeds(config),
+        partial(_train_seed, config, roster_slugs),
+        partial(_untrained_face_model, len(prepared.roster)),
+        workers=worker_count(config.models),
     )
-    face_model = learner.model
-    assert isinstance(face_model, FaceModel)
+    face_model: FaceScorer = models[0] if len(models) == 1 else FaceEnsemble(models)
 
     train_faces = prepared.faces[prepared.faces["split"] == TRAIN]
-    valid_faces = prepared.faces[prepared.faces["split"] == VALID]
     gallery = build_gallery(face_model, prepared, train_faces)
-    valid_descriptors, valid_probabilities = _describe_chips(face_model, prepared, valid_faces)
-    valid_similarities = gallery.similarities(valid_descriptors)
-    valid_targets = targets_of(valid_faces, prepared.roster)
-    thresholds = tune_thresholds(
-        prepared.roster,
-        valid_probabilities,
-        valid_similarities,
-        np.asarray(valid_targets.any(axis=1), dtype=bool),
-        stranger_cost=config.stranger_cost,
-    )
+    valid_scores = score_faces(face_model, gallery, prepared, split_faces(prepared, VALID))
+    thresholds = tune_cuts(prepared.roster, valid_scores, stranger_cost=config.stranger_cost)
     named = name_faces_by_photo(
-        valid_faces["photo"].to_numpy(),
-        valid_probabilities,
-        thresholds.is_known(prepared.roster, valid_probabilities, valid_similarities),
+        valid_scores.photos,
+        prepared.roster,
+        valid_scores.probabilities,
+        valid_scores.similarities,
+        thresholds,
     )
-    metrics = chip_metrics(prepared.roster, named, valid_targets)
+    metrics = chip_metrics(prepared.roster, named, targets_of(valid_scores.faces, prepared.roster))
     metrics["training_seconds"] = round(time.perf_counter() - started, 1)
 
     manifest = build_manifest(config, prepared, metrics)
@@ -119,6 +117,28 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     )
     logger.info("training finished", extra={"metrics": metrics})
     return metrics
+
+
+def model_seeds(config: TrainConfig) -> list[int]:
+    """Return the seed of each face model of the bundle: `seed`, `seed + 1`, ..."""
+    return [config.seed + index for index in range(config.models)]
+
+
+def train_face_model(prepared: PreparedFaces, config: TrainConfig, seed: int) -> FaceModel:
+    """Fine-tune one face model: the head with the body frozen, then everything."""
+    set_seed(seed, reproducible=True)
+    learner = build_learner(prepared, config)
+    learner.freeze()
+    learner.fit_one_cycle(config.head_epochs, config.head_lr, wd=config.weight_decay)
+    learner.unfreeze()
+    # The pretrained body wants a much smaller rate than the head; a large one jolts it.
+    learner.fit_one_cycle(
+        config.epochs, slice(config.body_lr, config.head_lr / 3), wd=config.weight_decay
+    )
+    face_model = learner.model
+    assert isinstance(face_model, FaceModel)
+    logger.info("face model trained", extra={"seed": seed})
+    return face_model
 
 
 def build_learner(prepared: PreparedFaces, config: TrainConfig) -> Learner:
@@ -157,29 +177,14 @@ class EpochLogger(Callback):
         logger.info("epoch finished", extra={"epoch": self.epoch + 1, "figures": summary})
 
 
-def build_gallery(model: FaceModel, prepared: PreparedFaces, faces: Any) -> Gallery:
+def build_gallery(model: FaceScorer, prepared: PreparedFaces, faces: Any) -> Gallery:
     """Describe the single-member training faces; they are what new faces are compared with."""
     single = faces[faces["labels"].str.split().str.len() == 1]
-    descriptors, _ = _describe_chips(model, prepared, single)
+    descriptors, _ = describe_chips(model, prepared, single)
     member_indices = np.array(
         [prepared.roster.index(labels.strip()) for labels in single["labels"]], dtype=np.int64
     )
     return Gallery.from_raw(descriptors, member_indices, len(prepared.roster))
-
-
-def name_faces_by_photo(
-    photos: np.ndarray, probabilities: np.ndarray, is_known: np.ndarray
-) -> np.ndarray:
-    """Name the faces of each photo as the pipeline does: known faces, one-to-one per photo.
-
-    Returns:
-        (n_faces,) member index per face, or `NOBODY`.
-    """
-    named = np.full(len(photos), NOBODY, dtype=np.int64)
-    for photo in dict.fromkeys(photos.tolist()):
-        rows = np.flatnonzero(photos == photo)
-        named[rows] = name_faces(probabilities[rows], is_known[rows])
-    return named
 
 
 def chip_metrics(roster: list[str], named: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -216,6 +221,8 @@ def build_manifest(
             "architecture": FACE_ARCHITECTURE,
             "input_size_px": 150,
             "descriptor_size": DESCRIPTOR_SIZE,
+            "models": config.models,
+            "seeds": model_seeds(config),
             "pretrained": "dlib_face_recognition_resnet_model_v1 (face-recognition-models 0.3.0)",
         },
         "detector": {"name": "mtcnn", "package": "facenet-pytorch 2.5.3"},
@@ -233,14 +240,13 @@ def build_manifest(
     }
 
 
-def _describe_chips(
-    model: FaceModel, prepared: PreparedFaces, faces: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    chips = np.zeros((len(faces), 150, 150, 3), dtype=np.uint8)
-    for row_number, chip in enumerate(faces["chip"]):
-        with Image.open(prepared.root / chip) as image:
-            chips[row_number] = np.asarray(image.convert("RGB"))
-    return describe_crops(model, chips_to_tensor(chips))
+def _train_seed(config: TrainConfig, roster_slugs: list[str] | None, seed: int) -> FaceModel:
+    """Read the prepared faces and train one face model; runs in a worker process too."""
+    return train_face_model(read_prepared(config.prepared_dir, roster_slugs), config, seed)
+
+
+def _untrained_face_model(n_members: int) -> FaceModel:
+    return FaceModel(build_face_body(pretrained=False), DESCRIPTOR_SIZE, n_members)
 
 
 def _ignore_row(row: object) -> None:
@@ -250,33 +256,6 @@ def _ignore_row(row: object) -> None:
 def _config_json(config: TrainConfig) -> dict[str, Any]:
     fields = asdict(config)
     return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items()}
-
-
-def retune_thresholds(bundle_dir: Path, prepared_dir: Path, *, stranger_cost: float) -> Thresholds:
-    """Retune a bundle's thresholds on the valid split and rewrite them atomically.
-
-    The prepared folder should be the one the bundle was trained on: with another split, faces
-    it trained on could end up in the tuning set. A differing fingerprint is logged as a warning.
-    """
-    bundle = load_bundle(bundle_dir)
-    prepared = read_prepared(prepared_dir)
-    trained_on = bundle.manifest.get("training", {}).get("data_fingerprint")
-    if trained_on != fingerprint_file(prepared.root / "faces.csv"):
-        logger.warning(
-            "prepared faces differ from the ones the bundle was trained on",
-            extra={"bundle": str(bundle_dir), "prepared": str(prepared_dir)},
-        )
-    valid_faces = prepared.faces[prepared.faces["split"] == VALID]
-    descriptors, probabilities = _describe_chips(bundle.face_model, prepared, valid_faces)
-    thresholds = tune_thresholds(
-        bundle.roster,
-        probabilities,
-        bundle.gallery.similarities(descriptors),
-        np.asarray(targets_of(valid_faces, bundle.roster).any(axis=1), dtype=bool),
-        stranger_cost=stranger_cost,
-    )
-    save_thresholds(bundle_dir, thresholds)
-    return thresholds
 
 
 def find_learning_rate(

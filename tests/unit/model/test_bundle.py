@@ -1,17 +1,18 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from data_tools.errors import BundleLoadError
 from model import bundle as bundle_module
 from model.bundle import load_bundle, save_bundle
-from model.face_model import FaceModel
+from model.face_model import FaceEnsemble, FaceModel
 from model.gallery import Gallery
 from model.thresholds import Thresholds
 
-from .conftest import ROSTER, ColourBody
+from .conftest import ROSTER, ColourBody, colour_face_model
 
 
 @pytest.fixture(autouse=True)
@@ -139,4 +140,63 @@ def test_manifest_of_another_format_version_is_refused(
     manifest_path.write_text(json.dumps(manifest))
 
     with pytest.raises(BundleLoadError, match="version"):
+        load_bundle(tmp_path / "b")
+
+
+def test_bundle_of_an_ensemble_loads_back_as_the_same_ensemble(
+    tmp_path: Path, face_model: FaceModel, thresholds: Thresholds
+) -> None:
+    second = colour_face_model()
+    with torch.no_grad():
+        second.head[-1].bias.fill_(1.0)  # type: ignore[operator]
+    ensemble = FaceEnsemble([face_model, second])
+    wide_gallery = Gallery.from_raw(
+        np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]], np.float32),
+        np.array([0, 1]),
+        2,
+    )
+    manifest = {**_manifest(), "face_model": {"descriptor_size": 3, "models": 2}}
+
+    save_bundle(
+        tmp_path / "b",
+        manifest=manifest,
+        face_model=ensemble,
+        gallery=wide_gallery,
+        thresholds=thresholds,
+    )
+    loaded = load_bundle(tmp_path / "b")
+
+    assert isinstance(loaded.face_model, FaceEnsemble)
+    crops = torch.rand(2, 3, 150, 150)
+    assert torch.allclose(loaded.face_model(crops), ensemble(crops), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "face_section",
+    [
+        {"descriptor_size": 3, "models": 0},
+        {"descriptor_size": 3, "models": "2"},
+        {"descriptor_size": 3, "models": True},
+        {"descriptor_size": 3, "models": 17},
+        {"descriptor_size": "3"},
+        None,
+    ],
+)
+def test_manifest_with_a_bad_face_model_section_is_a_load_error(
+    tmp_path: Path,
+    face_model: FaceModel,
+    gallery: Gallery,
+    thresholds: Thresholds,
+    face_section: object,
+) -> None:
+    manifest = {**_manifest(), "face_model": face_section}
+    save_bundle(
+        tmp_path / "b",
+        manifest=manifest,
+        face_model=face_model,
+        gallery=gallery,
+        thresholds=thresholds,
+    )
+
+    with pytest.raises(BundleLoadError, match=r"face_model"):
         load_bundle(tmp_path / "b")

@@ -1,6 +1,6 @@
 from typing import Any
 
-from model.evaluate import LabelledFace, score_photo, summarise_scores
+from model.evaluate import LabelledFace, format_report, score_photo, summarise_scores
 
 
 def _face(box: tuple[int, int, int, int], member: str | None) -> dict[str, Any]:
@@ -50,3 +50,24 @@ def test_summary_reports_accuracy_and_exact_sets() -> None:
     assert summary["exact_set_rate"] == 0.5
     assert summary["member_set"]["precision"] == 1.0
     assert summary["member_set"]["recall"] == 0.5
+
+
+def test_report_shows_strangers_named_among_members() -> None:
+    report = {
+        "bundle": "b",
+        "thresholds": "sha256:" + "0" * 64,
+        "split": "valid",
+        "group_photos": {"photos": 0},
+        "strangers": {
+            "split": "test",
+            "photos": 3,
+            "faces": 3,
+            "faces_named": 0,
+            "share_faces_named": 0.0,
+            "among_members": {"trials": 3, "members_per_trial": "1-4", "share_named": 0.3333},
+        },
+    }
+
+    text = format_report(report)
+
+    assert "named among 1-4 members  0.3333 (3 chip trials)" in text

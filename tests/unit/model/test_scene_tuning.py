@@ -168,7 +168,7 @@ def test_retuning_a_scene_bundle_without_scene_photos_stops_before_any_work(
 
     bundle = SimpleNamespace(scene_model=object())
     monkeypatch.setattr(scene_tuning, "load_bundle", lambda path: bundle)
-    monkeypatch.setattr(scene_tuning, "tune_face_cuts", _fail)
+    monkeypatch.setattr(scene_tuning, "tune_bundle_cuts", _fail)
 
     with pytest.raises(BundleLoadError, match="--scene-photos"):
         scene_tuning.retune_with_scene(tmp_path, tmp_path, None, stranger_cost=2.0)

@@ -6,6 +6,7 @@ import pytest
 
 from data_tools.errors import BundleLoadError, InvalidParameterError, UnknownMemberError
 from model.thresholds import (
+    ContextCuts,
     Thresholds,
     default_thresholds,
     load_thresholds,
@@ -103,3 +104,73 @@ def test_tuning_uses_gallery_similarity_when_probability_cannot_separate() -> No
 
     assert thresholds.is_known(ROSTER, probabilities, similarities).tolist() == [True, True, False]
     assert thresholds.tuned_on["stranger_faces"] == 1
+
+
+def test_context_cuts_load_back_equal_and_change_the_digest(tmp_path: Path) -> None:
+    plain = default_thresholds(ROSTER)
+    with_context = Thresholds(plain.face, plain.gallery, context=ContextCuts(3, 0.2, 0.55))
+
+    save_thresholds(tmp_path, with_context)
+    loaded = load_thresholds(tmp_path, ROSTER)
+
+    assert loaded.context == ContextCuts(3, 0.2, 0.55)
+    assert loaded.digest() == with_context.digest() != plain.digest()
+    assert loaded.with_member("jin", face=0.6).context == loaded.context
+
+
+def test_thresholds_file_without_context_loads_with_none(tmp_path: Path) -> None:
+    (tmp_path / "thresholds.json").write_text(
+        json.dumps({"face": {"jin": 0.5, "suga": 0.5}, "gallery": {"jin": 0.0, "suga": 0.0}})
+    )
+
+    assert load_thresholds(tmp_path, ROSTER).context is None
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"min_named": 0, "face": 0.2, "gallery": 0.5},
+        {"min_named": True, "face": 0.2, "gallery": 0.5},
+        {"min_named": 2, "face": 1.2, "gallery": 0.5},
+        {"min_named": 2, "face": 0.2},
+        [2, 0.2, 0.5],
+    ],
+)
+def test_bad_context_cuts_are_a_load_error(tmp_path: Path, context: object) -> None:
+    raw = {"face": {"jin": 0.5, "suga": 0.5}, "gallery": {"jin": 0.0, "suga": 0.0}}
+    (tmp_path / "thresholds.json").write_text(json.dumps({**raw, "context": context}))
+
+    with pytest.raises(BundleLoadError, match="context"):
+        load_thresholds(tmp_path, ROSTER)
+
+
+def test_a_member_cut_rises_above_the_shared_cut_only_where_strangers_are_removed() -> None:
+    # Pooled, a cut just above the stranger at 0.5 is best. Among jin's faces a stranger sits
+    # at 0.8, under jin's own faces (0.9, 0.95): jin's cut rises above it. suga's faces
+    # (0.6 to 0.7) have no stranger left near them and keep the shared cut.
+    probabilities = np.array(
+        [
+            [0.95, 0.0],
+            [0.9, 0.1],
+            [0.8, 0.1],
+            [0.1, 0.7],
+            [0.1, 0.65],
+            [0.1, 0.6],
+            [0.0, 0.5],
+        ],
+        dtype=np.float32,
+    )
+    similarities = np.full_like(probabilities, 0.5)
+    is_member_face = np.array([True, True, False, True, True, True, False])
+
+    thresholds = tune_thresholds(
+        ROSTER, probabilities, similarities, is_member_face, stranger_cost=2.0
+    )
+
+    shared_face = thresholds.tuned_on["shared"]["face"]
+    assert 0.5 < shared_face <= 0.6
+    assert thresholds.face["suga"] == shared_face
+    assert 0.8 < thresholds.face["jin"] <= 0.9
+    known = thresholds.is_known(ROSTER, probabilities, similarities)
+    assert known.tolist() == [True, True, False, True, True, True, False]
+    assert thresholds.context is None
