@@ -23,16 +23,9 @@ CACHE_ROOT = REPO_ROOT / ".cache" / "tests"
 SUBSET_PHOTOS = 70
 SUBSET_STRANGER_PHOTOS_PER_PERSON = 10
 PREPARE_ARGS = [
-    "--photos",
-    str(GROUP_PHOTOS),
-    "--strangers",
-    str(STRANGERS),
-    "--seed",
-    "0",
-    "--limit-photos",
-    str(SUBSET_PHOTOS),
-    "--max-stranger-photos-per-person",
-    str(SUBSET_STRANGER_PHOTOS_PER_PERSON),
+    "--photos", str(GROUP_PHOTOS), "--strangers", str(STRANGERS), "--seed", "0",
+    "--limit-photos", str(SUBSET_PHOTOS),
+    "--max-stranger-photos-per-person", str(SUBSET_STRANGER_PHOTOS_PER_PERSON),
 ]
 TRAIN_ARGS = ["--seed", "0", "--head-epochs", "2", "--epochs", "6", "--name", "test-small"]
 
@@ -82,32 +75,13 @@ def small_bundle(small_prepared: Path) -> Path:
 # Scene photos of the small subset: crops of 1 to 4 members, collages, strangers, degraded
 # copies; few enough that training the scene model on them takes about a minute.
 SCENE_PHOTO_ARGS = [
-    "--seed",
-    "0",
-    "--train-crops-per-photo",
-    "4",
-    "--valid-crops-per-photo",
-    "4",
-    "--train-collages",
-    "40",
-    "--valid-collages",
-    "5",
-    "--train-strangers",
-    "60",
-    "--valid-strangers",
-    "40",
+    "--seed", "0", "--train-crops-per-photo", "4", "--valid-crops-per-photo", "4",
+    "--train-collages", "40", "--valid-collages", "5",
+    "--train-strangers", "60", "--valid-strangers", "40",
 ]
 SCENE_TRAIN_ARGS = [
-    "--seed",
-    "0",
-    "--size",
-    "128",
-    "--head-epochs",
-    "1",
-    "--epochs",
-    "2",
-    "--name",
-    "test-small-scene",
+    "--seed", "0", "--size", "128", "--head-epochs", "1", "--epochs", "2",
+    "--name", "test-small-scene",
 ]
 
 
@@ -136,14 +110,8 @@ def small_scene_bundle(small_bundle: Path, small_scene_photos: Path) -> Path:
     if not (out / "manifest.json").is_file():
         shutil.rmtree(out, ignore_errors=True)
         arguments = [
-            "scene-train",
-            "--scene-photos",
-            str(small_scene_photos),
-            "--face-bundle",
-            str(small_bundle),
-            "--out",
-            str(out),
-            *SCENE_TRAIN_ARGS,
+            "scene-train", "--scene-photos", str(small_scene_photos),
+            "--face-bundle", str(small_bundle), "--out", str(out), *SCENE_TRAIN_ARGS,
         ]
         assert memberlens(arguments) == 0
     return out
