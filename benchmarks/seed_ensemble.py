@@ -21,10 +21,9 @@ from typing import Any
 import torch
 
 from model.bundle import load_bundle, save_bundle
-from model.data import TRAIN, read_prepared, targets_of
+from model.data import TRAIN, read_prepared
 from model.face_model import FaceEnsemble, FaceModel
-from model.naming import name_faces_by_photo
-from model.train import build_gallery, chip_metrics
+from model.train import build_gallery, valid_metrics
 from model.tuning import score_faces, split_faces, tune_cuts
 
 
@@ -48,9 +47,6 @@ def main() -> int:
     gallery = build_gallery(ensemble, prepared, split_faces(prepared, TRAIN))
     scores = score_faces(ensemble, gallery, prepared, split_faces(prepared))
     thresholds = tune_cuts(roster, scores, stranger_cost=args.stranger_cost)
-    named = name_faces_by_photo(
-        scores.photos, roster, scores.probabilities, scores.similarities, thresholds
-    )
     first = bundles[0].manifest
     manifest = {
         "name": args.out.name,
@@ -63,7 +59,7 @@ def main() -> int:
         },
         "detector": first.get("detector"),
         "training": {**first.get("training", {}), "joined_from": [str(p) for p in args.bundles]},
-        "metrics": chip_metrics(roster, named, targets_of(scores.faces, roster)),
+        "metrics": valid_metrics(roster, scores, thresholds),
         "versions": first.get("versions"),
     }
     save_bundle(

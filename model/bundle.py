@@ -89,9 +89,7 @@ def save_bundle(
     try:
         full_manifest = {**manifest, "format_version": BUNDLE_FORMAT_VERSION}
         write_json_atomic(staging / MANIFEST_FILE, full_manifest)
-        weights = {
-            name: tensor.detach().contiguous() for name, tensor in face_model.state_dict().items()
-        }
+        weights = plain_tensors(face_model)
         write_with_atomic(staging / FACE_WEIGHTS_FILE, lambda path: save_file(weights, str(path)))
         gallery_tensors = {
             "descriptors": torch.from_numpy(gallery.descriptors.astype(np.float32)),
@@ -102,10 +100,7 @@ def save_bundle(
             staging / GALLERY_FILE, lambda path: save_file(gallery_tensors, str(path))
         )
         if scene_model is not None:
-            scene_weights = {
-                name: tensor.detach().contiguous()
-                for name, tensor in scene_model.state_dict().items()
-            }
+            scene_weights = plain_tensors(scene_model)
             write_with_atomic(
                 staging / SCENE_WEIGHTS_FILE, lambda path: save_file(scene_weights, str(path))
             )
@@ -132,14 +127,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
     manifest = read_manifest(bundle_dir)
     roster = _roster_of(manifest, bundle_dir)
     face_model = _empty_face_model(manifest, bundle_dir, len(roster))
-    weights = _load_tensors(bundle_dir / FACE_WEIGHTS_FILE)
-    try:
-        face_model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise BundleLoadError(
-            f"{bundle_dir / FACE_WEIGHTS_FILE} does not fit the face model of this roster: {err}"
-        ) from err
-    face_model.eval()
+    _load_weights_into(face_model, bundle_dir / FACE_WEIGHTS_FILE, "the face model of this roster")
 
     gallery_tensors = _load_tensors(bundle_dir / GALLERY_FILE)
     try:
@@ -187,6 +175,11 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def plain_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Return a module's weights as detached, contiguous tensors, ready for safetensors."""
+    return {name: tensor.detach().contiguous() for name, tensor in module.state_dict().items()}
+
+
 def _roster_of(manifest: dict[str, Any], bundle_dir: Path) -> list[str]:
     roster = manifest.get("roster")
     if not isinstance(roster, list) or not roster or not all(isinstance(m, str) for m in roster):
@@ -232,15 +225,17 @@ def _load_scene_model(
         )
     except MemberlensError as err:
         raise BundleLoadError(f"{bundle_dir / MANIFEST_FILE}: {err}") from err
-    weights = _load_tensors(bundle_dir / SCENE_WEIGHTS_FILE)
-    try:
-        scene_model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise BundleLoadError(
-            f"{bundle_dir / SCENE_WEIGHTS_FILE} does not fit the scene model it names: {err}"
-        ) from err
-    scene_model.eval()
+    _load_weights_into(scene_model, bundle_dir / SCENE_WEIGHTS_FILE, "the scene model it names")
     return scene_model
+
+
+def _load_weights_into(module: torch.nn.Module, path: Path, what: str) -> None:
+    """Load a safetensors file into `module` strictly and put it in eval mode."""
+    try:
+        module.load_state_dict(_load_tensors(path), strict=True)
+    except RuntimeError as err:
+        raise BundleLoadError(f"{path} does not fit {what}: {err}") from err
+    module.eval()
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -45,8 +45,9 @@ from model.fingerprint import fingerprint_file
 from model.gallery import Gallery
 from model.metrics import member_metrics, precision_recall
 from model.naming import name_faces_by_photo
+from model.thresholds import Thresholds
 from model.train_workers import train_side_by_side, worker_count
-from model.tuning import describe_chips, score_faces, split_faces, tune_cuts
+from model.tuning import FaceScores, describe_chips, score_faces, split_faces, tune_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +95,7 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     gallery = build_gallery(face_model, prepared, train_faces)
     valid_scores = score_faces(face_model, gallery, prepared, split_faces(prepared, VALID))
     thresholds = tune_cuts(prepared.roster, valid_scores, stranger_cost=config.stranger_cost)
-    named = name_faces_by_photo(
-        valid_scores.photos,
-        prepared.roster,
-        valid_scores.probabilities,
-        valid_scores.similarities,
-        thresholds,
-    )
-    metrics = chip_metrics(prepared.roster, named, targets_of(valid_scores.faces, prepared.roster))
+    metrics = valid_metrics(prepared.roster, valid_scores, thresholds)
     metrics["training_seconds"] = round(time.perf_counter() - started, 1)
 
     manifest = build_manifest(config, prepared, metrics)
@@ -185,6 +179,14 @@ def build_gallery(model: FaceScorer, prepared: PreparedFaces, faces: Any) -> Gal
         [prepared.roster.index(labels.strip()) for labels in single["labels"]], dtype=np.int64
     )
     return Gallery.from_raw(descriptors, member_indices, len(prepared.roster))
+
+
+def valid_metrics(roster: list[str], scores: FaceScores, thresholds: Thresholds) -> dict[str, Any]:
+    """Name scored valid chips as the pipeline would and measure them with `chip_metrics`."""
+    named = name_faces_by_photo(
+        scores.photos, roster, scores.probabilities, scores.similarities, thresholds
+    )
+    return chip_metrics(roster, named, targets_of(scores.faces, roster))
 
 
 def chip_metrics(roster: list[str], named: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

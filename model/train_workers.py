@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from data_tools.errors import TrainingError
+from model.bundle import plain_tensors
 from model.face_model import FaceModel
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,7 @@ def _train_in_worker(
     torch.set_num_threads(threads)
     try:
         model = train_one(seed)
-        weights = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-        save_file(weights, str(weights_path))
+        save_file(plain_tensors(model), str(weights_path))
     except BaseException:
         logger.exception("face model training failed", extra={"model_seed": seed})
         raise SystemExit(1) from None
