@@ -217,6 +217,13 @@ def _run_thresholds_show(args: argparse.Namespace, settings: "Settings") -> int:
         if context
         else "context: off"
     )
+    if thresholds.image:
+        lift = thresholds.lift
+        print(
+            f"lift: face {lift.face:.3f}, image share {lift.image_share:.3f}"
+            if lift
+            else "lift: off"
+        )
     print(f"digest: {thresholds.digest()}")
     return 0
 

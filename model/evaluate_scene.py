@@ -5,6 +5,7 @@ degraded copies of them, crops with 1 to 4 (and more) members, collages and stra
 carries its labelled head boxes, so per-face figures come out of the same run.
 """
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,26 +16,21 @@ from numpy.typing import NDArray
 from data_tools.matching import match_faces
 from model.fusion import NEVER_IMAGE_CUT, fused_sets
 from model.metrics import precision_recall
-from model.pipeline import load_pipeline
+from model.pipeline import Pipeline, load_pipeline
 from model.scene_data import labelled_boxes
-from model.scene_tuning import SceneAnswers, answer_scene_photos
-from model.thresholds import Thresholds
+from model.scene_tuning import SceneAnswers, answer_scene_photos, lifted_answers
 
 logger = logging.getLogger(__name__)
 
 NOBODY_LABEL = "nobody"
 MISSED_LABEL = "missed"
 VARIANTS = ("face_only", "scene_only", "fused")
-# The lift rule measured beside the plain fusion: a face refused as nobody is named as its most
-# probable member when its probability is within this much of the member's face cut and the
-# scene model gives that member at least `LIFT_IMAGE_SHARE` of their image cut.
-LIFT_FACE_MARGIN = 0.2
-LIFT_IMAGE_SHARE = 0.5
-# The veto rule measured beside it: a member named from a face is dropped when the scene
-# model gives them less than this.
+# The veto rule measured beside the pipeline's: a member named from a face is dropped when the
+# scene model gives them less than this.
 VETO_IMAGE_SCORE = 0.02
 _THRESHOLD_GRID = np.linspace(0.02, 0.98, 49)
 _NO_LIMIT = 1 << 40
+_COLUMN = 20
 
 
 def evaluate_scene_photos(
@@ -46,19 +42,31 @@ def evaluate_scene_photos(
         DatasetError: the scene folder is missing or names someone outside the roster.
         BundleLoadError: the bundle cannot be loaded.
     """
-    pipeline = load_pipeline(bundle_dir, max_upload_bytes=_NO_LIMIT, max_pixels=_NO_LIMIT)
-    roster = pipeline.bundle.roster
-    thresholds = pipeline.current_thresholds()
-    answers = answer_scene_photos(pipeline, scene_dir, split)
+    loaded = load_pipeline(bundle_dir, max_upload_bytes=_NO_LIMIT, max_pixels=_NO_LIMIT)
+    roster = loaded.bundle.roster
+    thresholds = loaded.current_thresholds()
+    # Answered with no face lifted, so that the face-only answer is the faces' own; the lift
+    # cuts are applied afterwards exactly as the pipeline applies them (model.scene_tuning).
+    pipeline = Pipeline(
+        dataclasses.replace(loaded.bundle, thresholds=dataclasses.replace(thresholds, lift=None)),
+        loaded.detector,
+        max_upload_bytes=_NO_LIMIT,
+        max_pixels=_NO_LIMIT,
+    )
+    unlifted = answer_scene_photos(pipeline, scene_dir, split)
     cuts = np.array([thresholds.image.get(m, NEVER_IMAGE_CUT) for m in roster], np.float32)
-    no_faces = np.zeros_like(answers.face_named)
-    # The pipeline's own rule: additions only where the faces leave room (model.fusion).
+    answers = lifted_answers(unlifted, roster, cuts, thresholds.lift)
+    no_faces = np.zeros_like(unlifted.face_named)
+    # The pipeline's own rule (model.fusion): lifts, then additions only where faces leave room.
     fused = fused_sets(answers.face_named, answers.image_scores, cuts, is_open=answers.is_open)
+    without_lift = fused_sets(
+        unlifted.face_named, unlifted.image_scores, cuts, is_open=unlifted.is_open
+    )
     predictions = {
-        "face_only": answers.face_named,
-        "scene_only": fused_sets(no_faces, answers.image_scores, cuts),
+        "face_only": unlifted.face_named,
+        "scene_only": fused_sets(no_faces, unlifted.image_scores, cuts),
         "fused": fused,
-        "fused_with_lift": _with_lift(answers, thresholds, roster, cuts),
+        "fused_without_lift": without_lift,
         "fused_with_veto": fused
         & ~(answers.face_named & (answers.image_scores < VETO_IMAGE_SCORE)),
     }
@@ -70,13 +78,14 @@ def evaluate_scene_photos(
         "photos": len(answers.rows),
         "has_scene_model": pipeline.bundle.scene_model is not None,
         "image_thresholds": thresholds.image,
+        "lift": thresholds.lift.to_json() if thresholds.lift else None,
         "variants": {
             name: variant_figures(predicted, answers.targets, roster, groups)
             for name, predicted in predictions.items()
         },
         "faces": face_figures(answers, roster),
         "f1_by_threshold": f1_by_threshold(answers, roster),
-        "pipeline_agrees_with_fused": _agreement(answers, fused, roster),
+        "pipeline_agrees_with_fused": _agreement(unlifted, without_lift, roster),
     }
     if plots_dir is not None:
         from model.evaluate_plots import write_plots
@@ -216,7 +225,7 @@ def format_scene_report(report: dict[str, Any]) -> str:
     names = list(variants)
     lines = [
         f"scene photos ({report['split']}): {report['photos']} photos",
-        f"  {'photos':<24}{'figure':<18}" + "".join(f"{name:>17}" for name in names),
+        f"  {'photos':<24}{'figure':<18}" + "".join(f"{name:>{_COLUMN}}" for name in names),
     ]
     for group in (
         "all",
@@ -229,16 +238,13 @@ def format_scene_report(report: dict[str, Any]) -> str:
     ):
         for figure in ("exact_set_rate", "member_f1", "accuracy_multi"):
             values = [variants[name]["by_group"][group].get(figure) for name in names]
-            cells = "".join(
-                f"{value:>17.4f}" if value is not None else f"{'-':>17}" for value in values
-            )
+            cells = "".join(_cell(value) for value in values)
             lines.append(f"  {group:<24}{figure:<18}{cells}")
     strangers = [
         variants[name]["by_group"]["strangers"].get("photos_naming_anyone") for name in names
     ]
     lines.append(
-        f"  {'strangers':<24}{'photos named':<18}"
-        + "".join(f"{value:>17.4f}" if value is not None else f"{'-':>17}" for value in strangers)
+        f"  {'strangers':<24}{'photos named':<18}" + "".join(_cell(value) for value in strangers)
     )
     faces = report["faces"]
     lines.append(
@@ -248,30 +254,16 @@ def format_scene_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _with_lift(
-    answers: SceneAnswers, thresholds: Thresholds, roster: list[str], cuts: NDArray[np.float32]
-) -> NDArray[np.bool_]:
-    lifted = fused_sets(answers.face_named, answers.image_scores, cuts, is_open=answers.is_open)
-    for row_number, result in enumerate(answers.results):
-        if result is None:
-            continue
-        for face in result["faces"]:
-            if face["member"] is not None or not face["candidates"]:
-                continue
-            best = face["candidates"][0]
-            index = roster.index(best["name"])
-            is_near = best["score"] >= thresholds.face[best["name"]] - LIFT_FACE_MARGIN
-            is_seen = answers.image_scores[row_number, index] >= LIFT_IMAGE_SHARE * cuts[index]
-            if is_near and is_seen and cuts[index] < NEVER_IMAGE_CUT:
-                lifted[row_number, index] = True
-    return lifted
+def _cell(value: float | None) -> str:
+    return f"{value:>{_COLUMN}.4f}" if value is not None else f"{'-':>{_COLUMN}}"
 
 
 def _agreement(answers: SceneAnswers, fused: NDArray[np.bool_], roster: list[str]) -> float:
     """Return the share of photos whose answer names exactly the members the fused sets hold.
 
     The fused sets are recomputed from arrays for every variant; this checks that they are the
-    rule the pipeline itself applied.
+    rule the pipeline itself applied (without lifts, as it ran here; a unit test checks that
+    the pipeline's lifts are those of `model.scene_tuning.lifted_answers`).
     """
     same = [
         {member["name"] for member in result["members"]}

@@ -18,7 +18,7 @@ from model.assign import NOBODY
 from model.bundle import Bundle, load_bundle
 from model.face_body import chips_to_tensor
 from model.face_model import describe_crops
-from model.fusion import fuse_members
+from model.fusion import NEVER_IMAGE_CUT, fuse_members, lift_faces, rounded_probabilities
 from model.naming import name_photo_faces
 from model.results import (
     BoxDict,
@@ -158,6 +158,18 @@ class Pipeline:
         assigned = name_photo_faces(roster, probabilities, similarities, thresholds)
         timings["faces"] = _elapsed_ms(started)
 
+        image_scores = self._image_scores(photo, timings)
+        if image_scores:
+            assigned = lift_faces(
+                rounded_probabilities(probabilities),
+                assigned,
+                np.array([image_scores[member] for member in roster], dtype=np.float32),
+                np.array(
+                    [thresholds.image.get(member, NEVER_IMAGE_CUT) for member in roster],
+                    dtype=np.float32,
+                ),
+                thresholds.lift,
+            )
         height, width = photo.shape[:2]
         face_results = [
             _face_result(
@@ -176,7 +188,6 @@ class Pipeline:
             if member_index != NOBODY
         ]
         members.sort(key=lambda entry: entry["score"], reverse=True)
-        image_scores = self._image_scores(photo, timings)
         members = fuse_members(
             members,
             image_scores,

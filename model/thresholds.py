@@ -1,5 +1,6 @@
 """Own a bundle's thresholds: member cuts, context cuts, their file, digest and tuning."""
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -41,13 +42,32 @@ class ContextCuts:
 
 
 @dataclass(frozen=True)
+class LiftCuts:
+    """Cuts under which the scene model may name a face that its own cuts refused.
+
+    In a bundle with a scene model, a face named nobody may take its most probable member not
+    yet named in the photo when that member's face probability reaches `face` and the scene
+    model's score for the member reaches `image_share` times the member's image cut (see
+    `model.fusion.lift_faces`).
+    """
+
+    face: float
+    image_share: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form kept under `lift` in `thresholds.json`."""
+        return {"face": self.face, "image_share": self.image_share}
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """Per-member cuts: `face` on face-model probabilities, `gallery` on similarity to known faces.
 
     `gallery` is the cosine similarity, in [-1, 1], between a face's descriptor and the member's
     own training faces; a face is named a member only when it passes both cuts. `image` holds the
     cuts of the whole-image model (empty when the bundle has none); `context`, the looser cuts
-    for faces among named members (None: every face stands on its own cuts).
+    for faces among named members (None: every face stands on its own cuts); `lift`, the cuts
+    under which the scene model names a refused face (None: it never does).
     """
 
     face: dict[str, float]
@@ -55,6 +75,7 @@ class Thresholds:
     image: dict[str, float] = field(default_factory=dict)
     tuned_on: dict[str, Any] = field(default_factory=dict)
     context: ContextCuts | None = None
+    lift: LiftCuts | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form written to `thresholds.json`."""
@@ -63,6 +84,7 @@ class Thresholds:
             "gallery": self.gallery,
             "image": self.image,
             "context": self.context.to_json() if self.context else None,
+            "lift": self.lift.to_json() if self.lift else None,
             "tuned_on": self.tuned_on,
         }
 
@@ -72,6 +94,8 @@ class Thresholds:
         if self.context is not None:
             # Left out when absent, so that thresholds without one keep their earlier digest.
             cuts["context"] = self.context.to_json()
+        if self.lift is not None:
+            cuts["lift"] = self.lift.to_json()
         canonical = json.dumps(cuts, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -120,7 +144,9 @@ class Thresholds:
             **self.tuned_on,
             "edited_by_hand": sorted({*self.tuned_on.get("edited_by_hand", []), member}),
         }
-        return Thresholds(face_cuts, gallery_cuts, dict(self.image), tuned_on, self.context)
+        return dataclasses.replace(
+            self, face=face_cuts, gallery=gallery_cuts, image=dict(self.image), tuned_on=tuned_on
+        )
 
     def with_context(self, context: ContextCuts | None) -> "Thresholds":
         """Return a copy with other context cuts (None switches them off).
@@ -139,7 +165,7 @@ class Thresholds:
                 _checked(context.gallery, -1.0, 1.0, "context gallery threshold"),
             )
         tuned_on = {**self.tuned_on, "context_edited_by_hand": True}
-        return Thresholds(self.face, self.gallery, dict(self.image), tuned_on, context)
+        return dataclasses.replace(self, image=dict(self.image), tuned_on=tuned_on, context=context)
 
 
 def default_thresholds(roster: list[str]) -> Thresholds:
@@ -177,7 +203,14 @@ def load_thresholds(bundle_dir: Path, roster: list[str]) -> Thresholds:
     image = _member_cuts(image_raw, roster, path, "image", 0.0, 1.0) if image_raw else {}
     tuned_raw = raw.get("tuned_on")
     tuned_on: dict[str, Any] = tuned_raw if isinstance(tuned_raw, dict) else {}
-    return Thresholds(face, gallery, image, tuned_on, _context_cuts(raw.get("context"), path))
+    return Thresholds(
+        face,
+        gallery,
+        image,
+        tuned_on,
+        _context_cuts(raw.get("context"), path),
+        _lift_cuts(raw.get("lift"), path),
+    )
 
 
 def tune_thresholds(
@@ -316,6 +349,17 @@ def _context_cuts(raw: object, path: Path) -> ContextCuts | None:
         min_named,
         _cut_value(raw.get("face"), 0.0, 1.0, path, "`context.face`"),
         _cut_value(raw.get("gallery"), -1.0, 1.0, path, "`context.gallery`"),
+    )
+
+
+def _lift_cuts(raw: object, path: Path) -> LiftCuts | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BundleLoadError(f"{path}: `lift` must be null or an object, found {raw!r}")
+    return LiftCuts(
+        _cut_value(raw.get("face"), 0.0, 1.0, path, "`lift.face`"),
+        _cut_value(raw.get("image_share"), 0.0, 1.0, path, "`lift.image_share`"),
     )
 
 

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from model import fusion
-from model.fusion import NEVER_IMAGE_CUT, fuse_members, fused_sets, is_addition_allowed
+from model.assign import NOBODY
+from model.fusion import (
+    NEVER_IMAGE_CUT,
+    fuse_members,
+    fused_sets,
+    is_addition_allowed,
+    lift_faces,
+    rounded_probabilities,
+)
 from model.results import MemberDict
+from model.thresholds import LiftCuts
 
 BOX = {"x_min": 1, "y_min": 2, "x_max": 30, "y_max": 40}
 
@@ -105,3 +114,76 @@ def test_fused_sets_apply_the_same_rule_to_many_photos() -> None:
 
     assert fused.tolist() == [[True, False], [True, False], [True, False]]
     assert gated.tolist() == [[True, False], [False, False], [True, False]]
+
+
+# Three members; face 0 is named member 0 on its own cuts, faces 1 and 2 are refused.
+PROBABILITIES = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.1, 0.2, 0.25]], np.float32)
+ASSIGNED = np.array([0, NOBODY, NOBODY])
+CUTS = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+LIFT = LiftCuts(face=0.2, image_share=0.5)
+
+
+def test_a_refused_face_takes_its_best_member_not_yet_named_when_the_image_backs_them() -> None:
+    scores = np.array([0.9, 0.3, 0.3], dtype=np.float32)
+
+    lifted = lift_faces(PROBABILITIES, ASSIGNED, scores, CUTS, LIFT)
+
+    # Face 1's best is member 0, already named: it takes member 1 (0.3). Face 2 then takes
+    # member 2 (0.25), its best free member.
+    assert lifted.tolist() == [0, 1, 2]
+    assert ASSIGNED.tolist() == [0, NOBODY, NOBODY]
+
+
+def test_the_surer_refused_face_chooses_first() -> None:
+    probabilities = np.array([[0.9, 0.0, 0.0], [0.0, 0.25, 0.0], [0.0, 0.35, 0.21]], np.float32)
+    scores = np.array([0.9, 0.3, 0.3], dtype=np.float32)
+
+    lifted = lift_faces(probabilities, ASSIGNED, scores, CUTS, LIFT)
+
+    # Face 2 (0.35) takes member 1; face 1's next free member is under the face cut.
+    assert lifted.tolist() == [0, NOBODY, 1]
+
+
+def test_no_lift_under_the_face_cut_or_without_the_image_behind_it() -> None:
+    weak_image = np.array([0.9, 0.2, 0.2], dtype=np.float32)
+    never = np.array([0.5, NEVER_IMAGE_CUT, NEVER_IMAGE_CUT], dtype=np.float32)
+    strong_image = np.array([0.9, 0.9, 0.9], dtype=np.float32)
+
+    assert lift_faces(PROBABILITIES, ASSIGNED, weak_image, CUTS, LIFT).tolist() == [0, -1, -1]
+    assert lift_faces(PROBABILITIES, ASSIGNED, strong_image, never, LIFT).tolist() == [0, -1, -1]
+    strict = LiftCuts(face=0.4, image_share=0.0)
+    assert lift_faces(PROBABILITIES, ASSIGNED, strong_image, CUTS, strict).tolist() == [0, -1, -1]
+    assert lift_faces(PROBABILITIES, ASSIGNED, strong_image, CUTS, None).tolist() == [0, -1, -1]
+
+
+def test_a_photo_with_no_face_named_on_its_own_cuts_is_not_lifted() -> None:
+    alone = np.array([[0.1, 0.45, 0.1]], dtype=np.float32)
+    scores = np.array([0.9, 0.9, 0.9], dtype=np.float32)
+
+    lifted = lift_faces(alone, np.array([NOBODY]), scores, CUTS, LiftCuts(0.0, 0.0))
+
+    assert lifted.tolist() == [NOBODY]
+
+
+def test_faces_choose_by_their_best_member_still_free() -> None:
+    # Face 1's best overall is member 0, already named; face 2 is surer of member 1.
+    probabilities = np.array([[0.9, 0.0, 0.0], [0.8, 0.31, 0.0], [0.05, 0.7, 0.1]], np.float32)
+    scores = np.array([0.9, 0.9, 0.9], dtype=np.float32)
+
+    lifted = lift_faces(probabilities, ASSIGNED, scores, CUTS, LIFT)
+
+    assert lifted.tolist() == [0, NOBODY, 1]
+
+
+def test_rounded_probabilities_decide_as_the_answers_candidates_do() -> None:
+    probabilities = np.array([[0.9, 0.0], [0.0, 0.29996]], dtype=np.float32)
+    scores = np.array([0.9, 0.9], dtype=np.float32)
+    cuts = np.array([0.5, 0.5], dtype=np.float32)
+    at_cut = LiftCuts(face=0.3, image_share=0.5)
+    assigned = np.array([0, NOBODY])
+
+    rounded = rounded_probabilities(probabilities)
+
+    assert rounded[1, 1] == np.float32(round(0.29996, 4))
+    assert lift_faces(rounded, assigned, scores, cuts, at_cut).tolist() == [0, 1]
+    assert lift_faces(probabilities, assigned, scores, cuts, at_cut).tolist() == [0, NOBODY]

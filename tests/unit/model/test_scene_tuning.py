@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from data_tools.errors import BundleLoadError
+from model.assign import NOBODY
 from model.evaluate_plots import write_plots
 from model.evaluate_scene import (
     f1_by_threshold,
@@ -17,7 +18,15 @@ from model.evaluate_scene import (
     set_figures,
     variant_figures,
 )
-from model.scene_tuning import NEVER, SceneAnswers, tune_image_cuts
+from model.scene_tuning import (
+    NEVER,
+    SceneAnswers,
+    fused_answers,
+    lifted_answers,
+    tune_image_cuts,
+    tune_lift,
+)
+from model.thresholds import LiftCuts
 
 ROSTER = ["jin", "suga"]
 
@@ -29,6 +38,9 @@ def _answers(
     scores: list[list[float]],
     results: list[object] | None = None,
     boxes: list[str] | None = None,
+    face_probabilities: list[list[list[float]]] | None = None,
+    face_assigned: list[list[int]] | None = None,
+    detected: list[int] | None = None,
 ) -> SceneAnswers:
     rows = pd.DataFrame(
         {
@@ -43,8 +55,17 @@ def _answers(
         np.array(targets, dtype=bool),
         np.array(face_named, dtype=bool),
         np.array(scores, dtype=np.float32),
-        np.zeros(len(kinds), dtype=np.int64),
-        np.zeros(len(kinds), dtype=np.int64),
+        np.array(detected or [0] * len(kinds), dtype=np.int64),
+        np.array(
+            [sum(index == NOBODY for index in faces) for faces in face_assigned or []]
+            or [0] * len(kinds),
+            dtype=np.int64,
+        ),
+        [
+            np.array(faces, dtype=np.float32).reshape(-1, len(ROSTER))
+            for faces in face_probabilities or [[]] * len(kinds)
+        ],
+        [np.array(faces, dtype=np.int64) for faces in face_assigned or [[]] * len(kinds)],
     )
 
 
@@ -176,3 +197,55 @@ def test_retuning_a_scene_bundle_without_scene_photos_stops_before_any_work(
 
 def _fail(*args: object, **kwargs: object) -> None:
     raise AssertionError("face cuts were tuned before the arguments were checked")
+
+
+def _lift_answers(stranger_probability: float) -> SceneAnswers:
+    """Three photos with two faces each: jin named, the other face refused.
+
+    In the crops the refused face is suga (probability 0.3), in the stranger photo a stranger
+    whose best free member is suga at `stranger_probability`; the scene model backs suga in
+    all three.
+    """
+    return _answers(
+        ["crop", "crop", "stranger"],
+        targets=[[True, True], [True, True], [False, False]],
+        face_named=[[True, False], [True, False], [True, False]],
+        scores=[[0.9, 0.4], [0.9, 0.4], [0.9, 0.4]],
+        face_probabilities=[
+            [[0.9, 0.1], [0.2, 0.3]],
+            [[0.9, 0.1], [0.2, 0.3]],
+            [[0.9, 0.1], [0.2, stranger_probability]],
+        ],
+        face_assigned=[[0, NOBODY], [0, NOBODY], [0, NOBODY]],
+        detected=[2, 2, 2],
+    )
+
+
+def test_lift_names_the_refused_face_and_closes_the_photo_to_the_image() -> None:
+    answers = _lift_answers(stranger_probability=0.05)
+    cuts = np.array([0.5, 0.5], dtype=np.float32)
+
+    lifted = lifted_answers(answers, ROSTER, cuts, LiftCuts(face=0.25, image_share=0.5))
+    fused = fused_answers(answers, ROSTER, cuts, LiftCuts(face=0.25, image_share=0.5))
+
+    assert lifted.face_named.tolist() == [[True, True], [True, True], [True, False]]
+    assert lifted.unnamed_faces.tolist() == [0, 0, 1]
+    assert lifted.face_assigned[0].tolist() == [0, 1]
+    assert fused.tolist() == [[True, True], [True, True], [True, False]]
+    # The answers given are left as they were.
+    assert answers.face_named[:, 1].tolist() == [False, False, False]
+
+
+def test_tuned_lift_raises_member_f1_without_naming_a_stranger() -> None:
+    lift = tune_lift(ROSTER, _lift_answers(stranger_probability=0.2), {"jin": 0.5, "suga": 0.5})
+
+    # Cuts at or under 0.2 would name the stranger too; 0.25 and 0.3 name the two suga faces.
+    assert lift is not None
+    # suga scores 0.4 in the image against a cut of 0.5: shares up to 0.8 back her.
+    assert lift == LiftCuts(face=0.3, image_share=0.75)
+
+
+def test_no_lift_when_every_lift_that_helps_also_names_a_stranger() -> None:
+    lift = tune_lift(ROSTER, _lift_answers(stranger_probability=0.35), {"jin": 0.5, "suga": 0.5})
+
+    assert lift is None

@@ -7,6 +7,7 @@ import pytest
 from data_tools.errors import BundleLoadError, InvalidParameterError, UnknownMemberError
 from model.thresholds import (
     ContextCuts,
+    LiftCuts,
     Thresholds,
     default_thresholds,
     load_thresholds,
@@ -174,3 +175,33 @@ def test_a_member_cut_rises_above_the_shared_cut_only_where_strangers_are_remove
     known = thresholds.is_known(ROSTER, probabilities, similarities)
     assert known.tolist() == [True, True, False, True, True, True, False]
     assert thresholds.context is None
+
+
+def test_lift_cuts_load_back_equal_and_change_the_digest(tmp_path: Path) -> None:
+    plain = Thresholds(
+        {"jin": 0.4, "suga": 0.7}, {"jin": 0.2, "suga": -0.1}, {"jin": 0.5, "suga": 1.0}
+    )
+    lifted = Thresholds(plain.face, plain.gallery, plain.image, lift=LiftCuts(0.25, 0.5))
+
+    save_thresholds(tmp_path, lifted)
+    loaded = load_thresholds(tmp_path, ROSTER)
+
+    assert loaded.lift == LiftCuts(0.25, 0.5)
+    assert loaded.digest() == lifted.digest() != plain.digest()
+    # Editing other cuts keeps the lift cuts.
+    assert loaded.with_member("jin", face=0.5).lift == loaded.lift
+    assert loaded.with_context(None).lift == loaded.lift
+
+
+@pytest.mark.parametrize(
+    "lift",
+    ["yes", {"face": 0.2}, {"face": 1.5, "image_share": 0.5}, {"face": 0.2, "image_share": True}],
+)
+def test_bad_lift_cuts_are_a_load_error(tmp_path: Path, lift: object) -> None:
+    save_thresholds(tmp_path, Thresholds({"jin": 0.4, "suga": 0.7}, {"jin": 0.2, "suga": -0.1}))
+    raw = json.loads((tmp_path / "thresholds.json").read_text())
+    raw["lift"] = lift
+    (tmp_path / "thresholds.json").write_text(json.dumps(raw))
+
+    with pytest.raises(BundleLoadError, match="lift"):
+        load_thresholds(tmp_path, ROSTER)
