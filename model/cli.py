@@ -55,6 +55,12 @@ def _register_train(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
         default=2,
         help="face models to train, with seeds SEED, SEED+1, ...; the bundle averages them",
     )
+    parser.add_argument(
+        "--phone-share",
+        type=float,
+        default=0.0,
+        help="share of training chips blurred, noised and JPEG-coded like phone photos",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     parser.set_defaults(handler=_run_train)
 
@@ -174,6 +180,7 @@ def _run_train(args: argparse.Namespace, settings: "Settings") -> int:
         roster_path=args.roster,
         stranger_cost=args.stranger_cost,
         models=args.models,
+        phone_share=args.phone_share,
         overwrite=args.overwrite,
         **fit_options(args),
     )

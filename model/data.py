@@ -1,5 +1,6 @@
 """Read a prepared folder (faces.csv and chips) and build fastai data loaders over its chips."""
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from fastai.vision.augment import RandTransform, aug_transforms
 from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from data_tools.errors import DatasetError
 from model.face_body import DLIB_MEAN_RGB, DLIB_SCALE
@@ -96,19 +97,24 @@ def targets_of(faces: pd.DataFrame, roster: list[str]) -> NDArray[np.bool_]:
 
 
 def build_dataloaders(
-    prepared: PreparedFaces, *, batch_size: int, augment: bool = True
+    prepared: PreparedFaces, *, batch_size: int, augment: bool = True, phone_share: float = 0.0
 ) -> DataLoaders:
     """Build train and valid loaders over the chips of the `train` and `valid` splits.
 
     Augmentation is what a real photo could show: flips, small rotations and zooms, and
-    lighting; no warps, which would bend a face out of the shape the aligner gives it.
+    lighting; no warps, which would bend a face out of the shape the aligner gives it. With
+    `phone_share` above 0 that share of training chips is also degraded as phone photos are.
     """
     faces = prepared.faces[prepared.faces["split"].isin([TRAIN, VALID])].copy()
     faces["is_valid"] = faces["split"] == VALID
     if not faces["is_valid"].any() or faces["is_valid"].all():
         raise DatasetError("training needs faces in both the train and the valid split")
 
-    item_transforms = [SimulateTightCrop(), SimulateSmallFace()] if augment else []
+    item_transforms: list[RandTransform] = (
+        [SimulateTightCrop(), SimulateSmallFace()] if augment else []
+    )
+    if augment and phone_share > 0:
+        item_transforms.append(SimulatePhonePhoto(p=phone_share))
     batch_transforms = []
     if augment:
         batch_transforms += aug_transforms(
@@ -199,6 +205,50 @@ class SimulateSmallFace(RandTransform):
         size = image.size
         small = image.resize((self.side, self.side), Image.Resampling.BOX)
         return PILImage.create(np.asarray(small.resize(size, Image.Resampling.BILINEAR)))
+
+
+class SimulatePhonePhoto(RandTransform):
+    """Show some training chips as a photo passed between phones gives them: soft, grainy, coded.
+
+    Faces in such photos are refused as nobody known far more often than web photos' faces
+    (`benchmarks/crop_faces.py` on degraded scene crops). Each chip drawn gets a blur, sensor
+    noise, or both, and then JPEG compression at a low quality.
+    """
+
+    split_idx = 0  # training only
+    _BLUR_RADIUS_PX = (0.5, 2.0)
+    _NOISE_SIGMA = (3.0, 12.0)
+    _JPEG_QUALITY = (15, 60)
+
+    def __init__(self, p: float = 0.25) -> None:
+        """Degrade a share `p` of training chips."""
+        super().__init__(p=p)
+
+    def before_call(self, b: object, split_idx: int) -> None:
+        """Draw this chip's blur radius and noise level (0 for none) and its JPEG quality."""
+        super().before_call(b, split_idx)
+        has_blur = np.random.rand() < 0.6
+        has_noise = not has_blur or np.random.rand() < 0.4
+        self.blur_radius = float(np.random.uniform(*self._BLUR_RADIUS_PX)) if has_blur else 0.0
+        self.noise_sigma = float(np.random.uniform(*self._NOISE_SIGMA)) if has_noise else 0.0
+        self.quality = int(np.random.randint(self._JPEG_QUALITY[0], self._JPEG_QUALITY[1] + 1))
+        self.noise_seed = int(np.random.randint(1 << 31))
+
+    def encodes(self, image: PILImage) -> PILImage:
+        """Blur the chip, add noise, then code it as JPEG and decode it again."""
+        degraded = image.convert("RGB")
+        if self.blur_radius > 0:
+            degraded = degraded.filter(ImageFilter.GaussianBlur(self.blur_radius))
+        if self.noise_sigma > 0:
+            pixels = np.asarray(degraded, dtype=np.float32)
+            rng = np.random.default_rng(self.noise_seed)
+            noisy = pixels + rng.normal(0.0, self.noise_sigma, pixels.shape)
+            degraded = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        degraded.save(buffer, format="JPEG", quality=self.quality)
+        buffer.seek(0)
+        with Image.open(buffer) as coded:
+            return PILImage.create(np.asarray(coded.convert("RGB")))
 
 
 def normalize_transform() -> Normalize:

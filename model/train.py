@@ -69,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     stranger_cost: float = 2.0
     models: int = 2
+    phone_share: float = 0.0
     overwrite: bool = False
 
 
@@ -79,6 +80,10 @@ def train_bundle(config: TrainConfig) -> dict[str, Any]:
     if config.models < 1:
         raise InvalidParameterError(
             f"Expected --models of at least 1, but got {config.models}; use 1 for a single model."
+        )
+    if not 0.0 <= config.phone_share <= 1.0:
+        raise InvalidParameterError(
+            f"Expected --phone-share in [0, 1], but got {config.phone_share}; 0 turns it off."
         )
     roster = load_roster(config.roster_path) if config.roster_path else None
     roster_slugs = roster.slugs if roster else None
@@ -137,7 +142,9 @@ def train_face_model(prepared: PreparedFaces, config: TrainConfig, seed: int) ->
 
 def build_learner(prepared: PreparedFaces, config: TrainConfig) -> Learner:
     """Build the fastai learner: pretrained dlib body, fresh head, multilabel loss and metrics."""
-    dataloaders = build_dataloaders(prepared, batch_size=config.batch_size)
+    dataloaders = build_dataloaders(
+        prepared, batch_size=config.batch_size, phone_share=config.phone_share
+    )
     model = FaceModel(build_face_body(pretrained=True), DESCRIPTOR_SIZE, len(prepared.roster))
     learner = Learner(
         dataloaders,

@@ -1,9 +1,15 @@
 """The training-only augmentations of model/data.py on synthetic chips."""
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
+import pytest
 from fastai.vision.core import PILImage
 
-from model.data import SimulateSmallFace, SimulateTightCrop
+from data_tools.errors import InvalidParameterError
+from model.data import SimulatePhonePhoto, SimulateSmallFace, SimulateTightCrop
+from model.train import TrainConfig, train_bundle
 
 CHIP_PX = 150
 
@@ -49,3 +55,38 @@ def test_tight_crop_repeats_the_kept_rectangle_edges() -> None:
     np.testing.assert_array_equal(out[top:bottom, left:right], inside)
     np.testing.assert_array_equal(out[0, left:right], inside[0])
     np.testing.assert_array_equal(out[top:bottom, 0], inside[:, 0])
+
+
+def test_phone_photo_keeps_the_size_and_changes_the_pixels_of_training_chips_only() -> None:
+    chip = _striped_chip()
+    phone = SimulatePhonePhoto(p=1.0)
+
+    out = np.asarray(phone(chip, split_idx=0))
+    valid = np.asarray(SimulatePhonePhoto(p=1.0)(chip, split_idx=1))
+
+    assert out.shape == (CHIP_PX, CHIP_PX, 3)
+    assert 15 <= phone.quality <= 60
+    assert phone.blur_radius > 0 or phone.noise_sigma > 0
+    assert np.abs(out.astype(int) - np.asarray(chip).astype(int)).mean() > 5
+    np.testing.assert_array_equal(valid, np.asarray(chip))
+
+
+def test_phone_photo_blur_smears_fine_detail() -> None:
+    chip = _striped_chip()
+    phone = SimulatePhonePhoto(p=1.0)
+    phone.before_call(None, 0)
+    phone.blur_radius, phone.noise_sigma, phone.quality = 1.5, 0.0, 60
+
+    out = np.asarray(phone.encodes(chip))
+
+    assert out.std() < 40 < np.asarray(chip).std()
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_phone_share_outside_zero_to_one_stops_training_before_any_work(
+    tmp_path: Path, share: float
+) -> None:
+    config = TrainConfig(prepared_dir=tmp_path / "missing", bundle_dir=tmp_path / "b")
+
+    with pytest.raises(InvalidParameterError, match="phone-share"):
+        train_bundle(dataclasses.replace(config, phone_share=share))
