@@ -132,6 +132,19 @@ def _register_thresholds(
     context.add_argument("--gallery", type=float, help="similarity cut in [-1, 1]")
     context.set_defaults(handler=_run_thresholds_context)
 
+    lift = actions.add_parser(
+        "lift",
+        help="set or switch off the cuts under which the scene model names a refused face",
+        description="In a photo where some face was named, a face named nobody may take its "
+        "most probable member not yet named when that probability reaches --face and the "
+        "scene model scores the member at least --image-share times their image cut.",
+    )
+    lift.add_argument("--bundle", type=Path, required=True)
+    lift.add_argument("--off", action="store_true", help="the scene model names no face")
+    lift.add_argument("--face", type=float, help="probability cut in [0, 1]")
+    lift.add_argument("--image-share", type=float, help="share of the image cut, in [0, 1]")
+    lift.set_defaults(handler=_run_thresholds_lift)
+
 
 def _register_evaluate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser(
@@ -287,6 +300,21 @@ def _run_thresholds_context(args: argparse.Namespace, settings: "Settings") -> i
     thresholds = load_thresholds(args.bundle, roster).with_context(context)
     save_thresholds(args.bundle, thresholds)
     print(f"context: {json.dumps(context.to_json() if context else None)} ({thresholds.digest()})")
+    return 0
+
+
+def _run_thresholds_lift(args: argparse.Namespace, settings: "Settings") -> int:
+    from model.bundle import read_manifest
+    from model.thresholds import LiftCuts, load_thresholds, save_thresholds
+
+    values = (args.face, args.image_share)
+    if args.off == any(value is not None for value in values) or (not args.off and None in values):
+        raise InvalidParameterError("give either --off, or --face and --image-share")
+    roster = read_manifest(args.bundle)["roster"]
+    lift = None if args.off else LiftCuts(args.face, args.image_share)
+    thresholds = load_thresholds(args.bundle, roster).with_lift(lift)
+    save_thresholds(args.bundle, thresholds)
+    print(f"lift: {json.dumps(lift.to_json() if lift else None)} ({thresholds.digest()})")
     return 0
 
 

@@ -148,6 +148,25 @@ class Thresholds:
             self, face=face_cuts, gallery=gallery_cuts, image=dict(self.image), tuned_on=tuned_on
         )
 
+    def with_lift(self, lift: LiftCuts | None) -> "Thresholds":
+        """Return a copy with other lift cuts (None switches them off).
+
+        Raises:
+            InvalidParameterError: a cut is outside [0, 1], or there are no image cuts to lift by.
+        """
+        if lift is not None:
+            if not self.image:
+                raise InvalidParameterError(
+                    "these thresholds have no image cuts (the bundle has no scene model), so lift "
+                    "cuts would change nothing; make a scene bundle with `memberlens scene-train`"
+                )
+            lift = LiftCuts(
+                _checked(lift.face, 0.0, 1.0, "lift face threshold"),
+                _checked(lift.image_share, 0.0, 1.0, "lift image share"),
+            )
+        tuned_on = {**self.tuned_on, "lift_edited_by_hand": True}
+        return dataclasses.replace(self, image=dict(self.image), tuned_on=tuned_on, lift=lift)
+
     def with_context(self, context: ContextCuts | None) -> "Thresholds":
         """Return a copy with other context cuts (None switches them off).
 
