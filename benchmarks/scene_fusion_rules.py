@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     faces_only = dataclasses.replace(
         bundle, thresholds=dataclasses.replace(bundle.thresholds, image={})
     )
-    pipeline = Pipeline(faces_only, MtcnnDetector(), max_upload_bytes=1 << 40, max_pixels=1 << 40)
+    pipeline = Pipeline(
+        faces_only,
+        MtcnnDetector(),
+        max_upload_bytes=1 << 40,
+        max_pixels=1 << 40,
+        follow_thresholds_file=False,
+    )
     tune = answer_scene_photos(pipeline, args.tune, "valid")
     score = answer_scene_photos(pipeline, args.score, "valid")
 

@@ -52,6 +52,7 @@ def evaluate_scene_photos(
         loaded.detector,
         max_upload_bytes=_NO_LIMIT,
         max_pixels=_NO_LIMIT,
+        follow_thresholds_file=False,
     )
     unlifted = answer_scene_photos(pipeline, scene_dir, split)
     cuts = np.array([thresholds.image.get(m, NEVER_IMAGE_CUT) for m in roster], np.float32)

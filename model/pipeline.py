@@ -40,13 +40,25 @@ class Pipeline:
     """The inference pipeline of one bundle; safe to call from several threads."""
 
     def __init__(
-        self, bundle: Bundle, detector: FaceDetector, *, max_upload_bytes: int, max_pixels: int
+        self,
+        bundle: Bundle,
+        detector: FaceDetector,
+        *,
+        max_upload_bytes: int,
+        max_pixels: int,
+        follow_thresholds_file: bool = True,
     ) -> None:
-        """Serve `bundle` with `detector`, refusing uploads over the given limits."""
+        """Serve `bundle` with `detector`, refusing uploads over the given limits.
+
+        With `follow_thresholds_file` false the bundle's thresholds stay in force whatever
+        happens to `thresholds.json`: tuning and evaluation run trial thresholds that way, so
+        that a file rewritten during the run cannot mix two sets of cuts in one result.
+        """
         self.bundle = bundle
         self.detector = detector
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
+        self.follow_thresholds_file = follow_thresholds_file
         self._thresholds = bundle.thresholds
         self._thresholds_stamp = _stamp(bundle.path / THRESHOLDS_FILE)
         self._lock = threading.Lock()
@@ -62,6 +74,8 @@ class Pipeline:
         A file that fails to load keeps the previous thresholds in force and logs the error, so
         a bad edit never takes the service down.
         """
+        if not self.follow_thresholds_file:
+            return self._thresholds
         path = self.bundle.path / THRESHOLDS_FILE
         stamp = _stamp(path)
         with self._lock:

@@ -232,7 +232,11 @@ def tune_scene_cuts(
     no_scene = dataclasses.replace(face_thresholds, image={}, lift=None)
     trial = dataclasses.replace(bundle, thresholds=no_scene)
     pipeline = Pipeline(
-        trial, detector or MtcnnDetector(), max_upload_bytes=_NO_LIMIT, max_pixels=_NO_LIMIT
+        trial,
+        detector or MtcnnDetector(),
+        max_upload_bytes=_NO_LIMIT,
+        max_pixels=_NO_LIMIT,
+        follow_thresholds_file=False,
     )
     answers = answer_scene_photos(pipeline, scene_dir, "valid")
     image_cuts = {

@@ -178,6 +178,30 @@ def test_image_cuts_rewritten_on_disk_apply_to_the_next_request(
     assert [member["name"] for member in after["members"]] == ["jin", "suga"]
 
 
+def test_a_pipeline_that_does_not_follow_the_file_keeps_its_own_cuts(
+    tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
+) -> None:
+    pipeline = _pipeline(tmp_path, face_model, gallery, thresholds)
+    pinned = Pipeline(
+        pipeline.bundle,
+        pipeline.detector,
+        max_upload_bytes=1 << 20,
+        max_pixels=1 << 20,
+        follow_thresholds_file=False,
+    )
+
+    save_thresholds(
+        tmp_path, Thresholds(thresholds.face, thresholds.gallery, {"jin": 0.5, "suga": 0.9})
+    )
+    import os
+
+    os.utime(tmp_path / "thresholds.json", ns=(1, 1))
+
+    assert [m["name"] for m in pinned.identify(_photo_bytes())["members"]] == ["jin"]
+    assert [m["name"] for m in pipeline.identify(_photo_bytes())["members"]] == ["jin", "suga"]
+    assert pinned.current_thresholds() == thresholds
+
+
 def test_photo_whose_every_face_is_named_gets_no_member_from_the_image(
     tmp_path: Path, face_model: FaceModel, gallery: Gallery, thresholds: Thresholds
 ) -> None:
