@@ -57,18 +57,33 @@ def test_tight_crop_repeats_the_kept_rectangle_edges() -> None:
     np.testing.assert_array_equal(out[top:bottom, 0], inside[:, 0])
 
 
-def test_phone_photo_keeps_the_size_and_changes_the_pixels_of_training_chips_only() -> None:
+def test_phone_photo_draws_its_steps_in_range_and_leaves_valid_chips_alone() -> None:
     chip = _striped_chip()
-    phone = SimulatePhonePhoto(p=1.0)
+    np.random.seed(0)
 
-    out = np.asarray(phone(chip, split_idx=0))
+    for _ in range(50):
+        phone = SimulatePhonePhoto(p=1.0)
+        out = np.asarray(phone(chip, split_idx=0))
+        assert out.shape == (CHIP_PX, CHIP_PX, 3)
+        assert 15 <= phone.quality <= 60
+        assert phone.blur_radius == 0 or 0.5 <= phone.blur_radius <= 2.0
+        assert phone.noise_sigma == 0 or 3.0 <= phone.noise_sigma <= 12.0
+        assert phone.blur_radius > 0 or phone.noise_sigma > 0
     valid = np.asarray(SimulatePhonePhoto(p=1.0)(chip, split_idx=1))
-
-    assert out.shape == (CHIP_PX, CHIP_PX, 3)
-    assert 15 <= phone.quality <= 60
-    assert phone.blur_radius > 0 or phone.noise_sigma > 0
-    assert np.abs(out.astype(int) - np.asarray(chip).astype(int)).mean() > 5
     np.testing.assert_array_equal(valid, np.asarray(chip))
+
+
+def test_phone_photo_noise_survives_the_coding() -> None:
+    grey = PILImage.create(np.full((CHIP_PX, CHIP_PX, 3), 128, dtype=np.uint8))
+    phone = SimulatePhonePhoto(p=1.0)
+    phone.before_call(None, 0)
+    phone.blur_radius, phone.noise_sigma, phone.quality, phone.noise_seed = 0.0, 12.0, 30, 0
+
+    out = np.asarray(phone.encodes(grey))
+
+    # A flat chip has no spread at all; grain kept through JPEG coding gives it some.
+    assert out.std() > 3
+    assert abs(out.mean() - 128) < 5
 
 
 def test_phone_photo_blur_smears_fine_detail() -> None:
