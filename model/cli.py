@@ -292,9 +292,9 @@ def _run_thresholds_context(args: argparse.Namespace, settings: "Settings") -> i
     from model.bundle import read_manifest
     from model.thresholds import ContextCuts, load_thresholds, save_thresholds
 
-    values = (args.min_named, args.face, args.gallery)
-    if args.off == any(value is not None for value in values) or (not args.off and None in values):
-        raise InvalidParameterError("give either --off, or --min-named, --face and --gallery")
+    _require_off_or_all(
+        args.off, (args.min_named, args.face, args.gallery), "--min-named, --face and --gallery"
+    )
     roster = read_manifest(args.bundle)["roster"]
     context = None if args.off else ContextCuts(args.min_named, args.face, args.gallery)
     thresholds = load_thresholds(args.bundle, roster).with_context(context)
@@ -307,15 +307,19 @@ def _run_thresholds_lift(args: argparse.Namespace, settings: "Settings") -> int:
     from model.bundle import read_manifest
     from model.thresholds import LiftCuts, load_thresholds, save_thresholds
 
-    values = (args.face, args.image_share)
-    if args.off == any(value is not None for value in values) or (not args.off and None in values):
-        raise InvalidParameterError("give either --off, or --face and --image-share")
+    _require_off_or_all(args.off, (args.face, args.image_share), "--face and --image-share")
     roster = read_manifest(args.bundle)["roster"]
     lift = None if args.off else LiftCuts(args.face, args.image_share)
     thresholds = load_thresholds(args.bundle, roster).with_lift(lift)
     save_thresholds(args.bundle, thresholds)
     print(f"lift: {json.dumps(lift.to_json() if lift else None)} ({thresholds.digest()})")
     return 0
+
+
+def _require_off_or_all(off: bool, values: tuple[object, ...], options: str) -> None:
+    """Refuse a command given neither `--off` nor all its cuts, or `--off` with any cut."""
+    if off == any(value is not None for value in values) or (not off and None in values):
+        raise InvalidParameterError(f"give either --off, or {options}")
 
 
 def _run_evaluate(args: argparse.Namespace, settings: "Settings") -> int:

@@ -173,7 +173,7 @@ class Pipeline:
         timings["faces"] = _elapsed_ms(started)
 
         image_scores = self._image_scores(photo, timings)
-        if image_scores:
+        if image_scores and thresholds.lift is not None:
             assigned = lift_faces(
                 rounded_probabilities(probabilities),
                 assigned,
