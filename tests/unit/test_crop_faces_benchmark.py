@@ -80,6 +80,17 @@ def test_a_face_any_finder_finds_counts_once_for_any() -> None:
     assert costs["left only"].crops == 1
 
 
+def test_a_face_several_finders_find_counts_once_for_any() -> None:
+    finders = {"left": lambda photo: [LEFT_HEAD], "left again": lambda photo: [LEFT_HEAD]}
+    costs = {name: crop_faces.FinderCost() for name in finders}
+    tally = crop_faces.Tally(crops=1, faces=2)
+
+    crop_faces.count_finders(_photo(), [LEFT_HEAD, RIGHT_HEAD], {0}, finders, costs, tally)
+
+    assert tally.found_by == {"left": 1, "left again": 1, crop_faces.ANY_FINDER: 1}
+    assert tally.crops_all_found_by[crop_faces.ANY_FINDER] == 0
+
+
 def test_faces_the_pipeline_found_count_for_any() -> None:
     finders: dict[str, Callable[[NDArray[np.uint8]], list[Box]]] = {"nothing": lambda photo: []}
     costs = {"nothing": crop_faces.FinderCost()}
