@@ -1,10 +1,6 @@
 """The crop benchmark's finders and counts, with fake detectors: no photo, no model."""
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,20 +8,9 @@ from numpy.typing import NDArray
 from data_tools.faces import Face
 from data_tools.matching import Box
 
-CROP_FACES_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "crop_faces.py"
+from .benchmark_scripts import load_benchmark
 
-
-def _load_crop_faces() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package, so the module is loaded from its file.
-    spec = importlib.util.spec_from_file_location("crop_faces_under_test", CROP_FACES_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-crop_faces = _load_crop_faces()
+crop_faces = load_benchmark("crop_faces.py")
 
 LEFT_HEAD = (10.0, 10.0, 50.0, 50.0)
 RIGHT_HEAD = (110.0, 10.0, 150.0, 50.0)

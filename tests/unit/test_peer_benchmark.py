@@ -1,27 +1,11 @@
 """The peer benchmark's k-NN decisions, on synthetic descriptors: no photo, no dlib."""
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 
-PEER_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "peer.py"
+from .benchmark_scripts import load_benchmark
 
-
-def _load_peer() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package, so the module is loaded from its file.
-    spec = importlib.util.spec_from_file_location("peer_under_test", PEER_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-peer = _load_peer()
+peer = load_benchmark("peer.py")
 
 
 def _axis(index: int, length: float = 1.0) -> np.ndarray:
